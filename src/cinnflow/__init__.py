@@ -1,0 +1,3 @@
+"""cinnflow: invert the LHC simulation chain with conditional invertible networks."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,21 @@
+"""Logging set-up for the entry-point scripts (library modules never configure it)."""
+
+import logging
+import sys
+
+__all__ = ["setup_logging"]
+
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(log_file=None, level=logging.INFO):
+    """Send log records to ``log_file`` and to stderr (the terminal).
+
+    Args:
+        log_file: path of the rule's log file, or None for stderr only.
+        level: logging level of the root logger.
+    """
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    logging.basicConfig(level=level, format=_FORMAT, handlers=handlers, force=True)
