@@ -1,0 +1,29 @@
+# cinnflow: pp -> ZW -> (l l)(j j) events, cINN unfolding, calibration and closure.
+# This file is the table of contents; the rules live in workflow/rules/.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/events.smk"
+include: "workflow/rules/prepare.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/sample.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+rule all:
+    input:
+        "results/metrics/calibration.json",
+        "results/metrics/closure.json",
+        "results/plots/calibration",
+        "results/plots/closure",
+        "results/plots/training",

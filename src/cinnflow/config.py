@@ -1,0 +1,81 @@
+"""Load and validate the workflow configuration before any job starts."""
+
+import difflib
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from cinnflow.errors import ConfigError
+
+__all__ = ["load_process", "load_yaml", "validate_config"]
+
+
+def load_yaml(path):
+    """Read a YAML file safely; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        msg = f"{path}: no such file (expected a YAML file)"
+        raise ConfigError(msg)
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        msg = f"{path}: not valid YAML: {err}"
+        raise ConfigError(msg) from err
+
+
+def _where(error):
+    return ".".join(str(part) for part in error.absolute_path) or "<top level>"
+
+
+def _describe(error, schema):
+    """One line per error: key path, value seen, what is allowed, a suggestion."""
+    where = _where(error)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        lines = []
+        for key in extra:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            lines.append(
+                f"{where}: unknown key {key!r}{hint} (allowed: {', '.join(allowed)})"
+            )
+        return "\n".join(lines)
+    return f"{where}: value {error.instance!r} is not allowed: {error.message}"
+
+
+def validate_config(config, schema_path, *, source="config"):
+    """Validate ``config`` against a JSON schema (draft 2020-12).
+
+    Args:
+        config: the configuration dict.
+        schema_path: YAML file holding the JSON schema.
+        source: name of the configuration file, for the messages.
+
+    Raises:
+        ConfigError: listing every problem with its key path and the allowed values.
+    """
+    schema = load_yaml(schema_path)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.path))
+    if errors:
+        lines = "\n".join(_describe(error, schema) for error in errors)
+        msg = f"{source} is not valid:\n{lines}"
+        raise ConfigError(msg)
+    fractions = config["preparation"]["split"]
+    total = sum(fractions.values())
+    if abs(total - 1.0) > 1e-6:
+        msg = f"{source}: preparation.split fractions add up to {total}, expected 1"
+        raise ConfigError(msg)
+    return config
+
+
+def load_process(path):
+    """Read a process description and check the keys the workflow relies on."""
+    process = load_yaml(path)
+    for key in ("name", "parton", "detector"):
+        if not isinstance(process, dict) or key not in process:
+            msg = f"{path}: process description lacks the key {key!r}"
+            raise ConfigError(msg)
+    return process

@@ -1,0 +1,157 @@
+"""Read a posterior file (``results/posterior/*.npz``) and expose its observables."""
+
+import dataclasses
+import logging
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from cinnflow.errors import InputFileError
+from cinnflow.physics.observables import all_observables, observable_kinds
+
+__all__ = ["Posterior", "load_posterior"]
+
+logger = logging.getLogger(__name__)
+
+_REQUIRED_KEYS = ("x_parton", "draws", "parton_names")
+
+
+@dataclasses.dataclass(frozen=True)
+class Posterior:
+    """Posterior draws of the parton-level observables for the test events.
+
+    Attributes:
+        path: file the posterior was read from.
+        x_parton: parton-level truth, shape ``(n_events, d)``.
+        draws: posterior draws, shape ``(n_events, n_draws, d)``.
+        parton_names: the ``d`` column names.
+        parton_kinds: the ``d`` column kinds.
+        c_detector: detector-level condition ``(n_events, n_detector)`` or None.
+        detector_names: detector column names or None.
+    """
+
+    path: Path
+    x_parton: np.ndarray
+    draws: np.ndarray
+    parton_names: tuple
+    parton_kinds: tuple
+    c_detector: np.ndarray | None = None
+    detector_names: tuple | None = None
+
+    @property
+    def n_events(self):
+        """int: number of test events."""
+        return self.draws.shape[0]
+
+    @property
+    def n_draws(self):
+        """int: number of posterior draws per event."""
+        return self.draws.shape[1]
+
+    def observables(self, definitions=None):
+        """Return the truth and the draws of all observables.
+
+        Args:
+            definitions: derived-observable definitions, or None.
+
+        Returns:
+            tuple[dict, dict]: ``truth`` (name -> ``(n_events,)``) and ``draws``
+            (name -> ``(n_events, n_draws)``), columns first, then derived ones.
+        """
+        truth = all_observables(self.x_parton, self.parton_names, definitions)
+        draws = all_observables(self.draws, self.parton_names, definitions)
+        return truth, draws
+
+    def kinds(self, definitions=None):
+        """dict[str, str]: observable name -> kind (see ``observable_kinds``)."""
+        return observable_kinds(self.parton_names, self.parton_kinds, definitions)
+
+
+def load_posterior(path):
+    """Read and check a posterior ``.npz`` file (no pickle).
+
+    Args:
+        path: the file written by ``cinnflow.sampling``.
+
+    Returns:
+        Posterior: the checked arrays.
+
+    Raises:
+        InputFileError: missing file or key, or inconsistent shapes.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        msg = f"cannot read posterior file {str(path)!r}: {err}"
+        raise InputFileError(msg) from err
+
+    missing = [key for key in _REQUIRED_KEYS if key not in data]
+    if missing:
+        msg = (
+            f"posterior file {str(path)!r} lacks {missing!r}; found "
+            f"{sorted(data)!r}, expected at least {list(_REQUIRED_KEYS)!r}"
+        )
+        raise InputFileError(msg)
+    x_parton, draws = data["x_parton"], data["draws"]
+    names = tuple(str(n) for n in data["parton_names"])
+    kinds = tuple(str(k) for k in data.get("parton_kinds", ["other"] * len(names)))
+    d = len(names)
+    if x_parton.ndim != 2 or x_parton.shape[1] != d:
+        msg = (
+            f"posterior file {str(path)!r}: 'x_parton' has shape {x_parton.shape}, "
+            f"expected (n_events, {d}) to match 'parton_names'"
+        )
+        raise InputFileError(msg)
+    n_events = x_parton.shape[0]
+    if draws.ndim != 3 or draws.shape[0] != n_events or draws.shape[2] != d:
+        msg = (
+            f"posterior file {str(path)!r}: 'draws' has shape {draws.shape}, "
+            f"expected ({n_events}, n_draws, {d})"
+        )
+        raise InputFileError(msg)
+    if draws.shape[1] < 1 or n_events < 1:
+        msg = f"posterior file {str(path)!r} holds no events or no draws: {draws.shape}"
+        raise InputFileError(msg)
+    if len(kinds) != d:
+        msg = (
+            f"posterior file {str(path)!r}: {len(kinds)} 'parton_kinds' for "
+            f"{d} 'parton_names'"
+        )
+        raise InputFileError(msg)
+    for key in ("x_parton", "draws"):
+        if not np.all(np.isfinite(data[key])):
+            msg = f"posterior file {str(path)!r}: {key!r} holds NaN or infinite values"
+            raise InputFileError(msg)
+
+    c_detector = data.get("c_detector")
+    detector_names = data.get("detector_names")
+    if detector_names is not None:
+        detector_names = tuple(str(n) for n in detector_names)
+        if c_detector is None or c_detector.shape != (n_events, len(detector_names)):
+            logger.warning(
+                "posterior file %s: c_detector shape %s does not match %d detector "
+                "names; ignoring the detector level",
+                path,
+                None if c_detector is None else c_detector.shape,
+                len(detector_names),
+            )
+            c_detector, detector_names = None, None
+    logger.info(
+        "read posterior %s: %d events x %d draws x %d observables",
+        path,
+        n_events,
+        draws.shape[1],
+        d,
+    )
+    return Posterior(
+        path=path,
+        x_parton=x_parton,
+        draws=draws,
+        parton_names=names,
+        parton_kinds=kinds,
+        c_detector=c_detector,
+        detector_names=detector_names,
+    )

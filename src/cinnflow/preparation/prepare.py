@@ -1,0 +1,155 @@
+"""From event files to training, validation and test arrays with their provenance."""
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from cinnflow.errors import InputFileError
+from cinnflow.io.atomic import atomic_path
+from cinnflow.io.delphes import read_delphes
+from cinnflow.preparation.pairing import (
+    READ_COLLECTIONS,
+    column_names,
+    detector_level,
+    parton_level,
+)
+from cinnflow.provenance import provenance
+
+__all__ = ["SPLITS", "prepare", "save_arrays", "load_arrays"]
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pair_file(path, process):
+    """Read one Delphes-schema file and return its paired, selected events.
+
+    Args:
+        path: ROOT file in the Delphes tree schema.
+        process: a process description (``config/processes/*.yaml``) as a dict.
+
+    Returns:
+        tuple: ``(x_parton, c_detector, event_index, cutflow)`` for the events that
+        pass both the parton-level and the detector-level selection.
+    """
+    events = read_delphes(
+        path, collections=READ_COLLECTIONS, optional=("Electron", "Muon")
+    )
+    x_parton, found = parton_level(events["Particle"], process["parton"])
+    c_detector, selected, cutflow = detector_level(events, process["detector"])
+    cutflow["parton_level_found"] = int((selected & found).sum())
+    keep = selected & found
+    logger.info("%s: cut flow %s", path, cutflow)
+    return x_parton[keep], c_detector[keep], np.flatnonzero(keep), cutflow
+
+
+def prepare(inputs, process, *, fractions, seed, outputs, provenance_path, config):
+    """Select, pair, shuffle and split events; write one npz per split.
+
+    Args:
+        inputs: event files (ROOT, Delphes schema), read in order.
+        process: the process description as a dict.
+        fractions: dict with the ``train``, ``val`` and ``test`` fractions.
+        seed: seed of the shuffle that precedes the split.
+        outputs: dict from split name to the npz path to write.
+        provenance_path: JSON file recording inputs, hashes, cut flows and seed.
+        config: the full configuration, recorded in the provenance.
+
+    Raises:
+        InputFileError: when no event survives the selection, or too few to fill
+            every split with at least one event.
+    """
+    parts, cutflows = [], {}
+    for file_number, path in enumerate(inputs):
+        x_parton, c_detector, index, cutflow = pair_file(path, process)
+        cutflows[str(path)] = cutflow
+        ids = np.stack([np.full(len(index), file_number), index], axis=1)
+        parts.append((x_parton, c_detector, ids))
+    x_parton = np.concatenate([p[0] for p in parts]).astype(np.float32)
+    c_detector = np.concatenate([p[1] for p in parts]).astype(np.float32)
+    ids = np.concatenate([p[2] for p in parts]).astype(np.int64)
+
+    n_events = len(x_parton)
+    if n_events < len(SPLITS):
+        msg = (
+            f"{', '.join(map(str, inputs))}: {n_events} events pass the selection of "
+            f"process {process['name']!r}, expected at least {len(SPLITS)} to fill "
+            f"the {'/'.join(SPLITS)} splits; cut flow per file: {cutflows}"
+        )
+        raise InputFileError(msg)
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n_events)
+    total = sum(fractions[name] for name in SPLITS)
+    edges = np.cumsum([fractions[name] / total for name in SPLITS])
+    bounds = np.concatenate([[0], np.round(edges * n_events).astype(int)])
+    bounds = np.maximum.accumulate(np.clip(bounds, 0, n_events))
+
+    parton_objects = [obj["name"] for obj in process["parton"]["objects"]]
+    parton_names, parton_kinds = column_names(
+        parton_objects, process["parton"]["fields"]
+    )
+    detector_objects = process["detector"]["jets"] + process["detector"]["leptons"]
+    detector_names, detector_kinds = column_names(
+        detector_objects, process["detector"]["fields"]
+    )
+    sizes = {}
+    for i, name in enumerate(SPLITS):
+        rows = order[bounds[i] : bounds[i + 1]]
+        if len(rows) == 0:
+            msg = (
+                f"split {name!r} would be empty: {n_events} selected events with "
+                f"fractions {dict(fractions)}; generate more events or change "
+                "preparation.split"
+            )
+            raise InputFileError(msg)
+        save_arrays(
+            outputs[name],
+            x_parton=x_parton[rows],
+            c_detector=c_detector[rows],
+            event_id=ids[rows],
+            parton_names=np.array(parton_names),
+            parton_kinds=np.array(parton_kinds),
+            detector_names=np.array(detector_names),
+            detector_kinds=np.array(detector_kinds),
+        )
+        sizes[name] = int(len(rows))
+    logger.info("selected %d events, split %s", n_events, sizes)
+
+    record = provenance(config)
+    record.update(
+        inputs=[{"path": str(p), "sha256": _sha256(p)} for p in inputs],
+        cutflow=cutflows,
+        n_selected=n_events,
+        split_sizes=sizes,
+        split_seed=seed,
+        process=process,
+    )
+    with atomic_path(provenance_path) as tmp:
+        Path(tmp).write_text(json.dumps(record, indent=2, sort_keys=True))
+    return sizes
+
+
+def save_arrays(path, **arrays):
+    """Write arrays to an uncompressed npz file atomically (no object arrays)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as stream:
+            np.savez(stream, **arrays)
+
+
+def load_arrays(path):
+    """Load an npz file written by :func:`save_arrays` without pickle."""
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}

@@ -1,0 +1,19 @@
+rule simulate:
+    input:
+        card=config["events"]["detector_card"],
+        process=config["process"],
+    output:
+        "results/events/chunk_{chunk}.root",
+    log:
+        "logs/simulate/chunk_{chunk}.log",
+    params:
+        events=config["events"],
+        settings=PROCESS.get("pythia_settings", []),
+        n_events=chunk_size,
+        seed=lambda wildcards: config["seed"] + 1 + int(wildcards.chunk),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    script:
+        "../scripts/simulate.py"

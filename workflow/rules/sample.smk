@@ -1,0 +1,17 @@
+rule sample:
+    input:
+        model="results/model",
+        test="results/prepared/test.npz",
+    output:
+        "results/posterior/test.npz",
+    log:
+        "logs/sample.log",
+    params:
+        sampling=config["sampling"],
+        seed=config["seed"] + 7,
+    threads: workflow.cores
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    script:
+        "../scripts/sample.py"

@@ -1,0 +1,36 @@
+rule train:
+    input:
+        train="results/prepared/train.npz",
+        val="results/prepared/val.npz",
+    output:
+        model=directory("results/model"),
+        loss="results/training/loss.csv",
+    log:
+        "logs/train.log",
+    params:
+        model=config["model"],
+        training=config["training"],
+        seed=config["seed"],
+        # Kept outside the outputs so that an interrupted training resumes from it.
+        checkpoints="results/checkpoints",
+    threads: workflow.cores
+    resources:
+        mem_mb=8000,
+        runtime=24 * 60,
+    script:
+        "../scripts/train.py"
+
+
+rule plot_training:
+    input:
+        "results/training/loss.csv",
+    output:
+        report(
+            directory("results/plots/training"),
+            patterns=["{name}.png"],
+            category="Training",
+        ),
+    log:
+        "logs/plot_training.log",
+    script:
+        "../scripts/plot_training.py"

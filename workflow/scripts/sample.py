@@ -1,0 +1,27 @@
+"""Draw parton-level posterior samples for every test detector event."""
+
+import tensorflow as tf
+
+from cinnflow.flows import ConditionalINN
+from cinnflow.logs import setup_logging
+from cinnflow.preparation.prepare import load_arrays, save_arrays
+from cinnflow.sampling import sample_posterior
+
+sm = snakemake  # noqa: F821
+setup_logging(sm.log[0])
+tf.config.threading.set_intra_op_parallelism_threads(sm.threads)
+
+test = load_arrays(sm.input.test)
+limit = sm.params.sampling.get("max_events")
+if limit:
+    for key in ("x_parton", "c_detector", "event_id"):
+        test[key] = test[key][:limit]
+model = ConditionalINN.load(sm.input.model)
+draws = sample_posterior(
+    model,
+    test["c_detector"],
+    n_draws=sm.params.sampling["n_draws"],
+    batch_size=sm.params.sampling["batch_size"],
+    seed=sm.params.seed,
+)
+save_arrays(sm.output[0], draws=draws, **test)

@@ -1,0 +1,33 @@
+"""Train the conditional INN on (parton | detector) pairs by maximum likelihood."""
+
+import tensorflow as tf
+
+from cinnflow.flows import ConditionalINN
+from cinnflow.logs import setup_logging
+from cinnflow.preparation.prepare import load_arrays
+from cinnflow.training import train
+
+sm = snakemake  # noqa: F821
+setup_logging(sm.log[0])
+tf.config.threading.set_intra_op_parallelism_threads(sm.threads)
+tf.config.threading.set_inter_op_parallelism_threads(1)
+
+train_set = load_arrays(sm.input.train)
+val_set = load_arrays(sm.input.val)
+model = ConditionalINN.from_config(
+    dict(sm.params.model),
+    parton_kinds=[str(k) for k in train_set["parton_kinds"]],
+    detector_kinds=[str(k) for k in train_set["detector_kinds"]],
+    seed=sm.params.seed,
+)
+model.adapt(train_set["x_parton"], train_set["c_detector"])
+train(
+    model,
+    (train_set["x_parton"], train_set["c_detector"]),
+    (val_set["x_parton"], val_set["c_detector"]),
+    cfg=dict(sm.params.training),
+    checkpoint_dir=sm.params.checkpoints,
+    seed=sm.params.seed,
+    loss_csv=sm.output.loss,
+)
+model.save(sm.output.model)
