@@ -1,0 +1,36 @@
+"""Plots of the training history."""
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from cinnflow.io.atomic import atomic_path  # noqa: E402
+
+__all__ = ["plot_loss"]
+
+
+def plot_loss(loss_csv, *, plots_dir):
+    """Plot training and validation loss (mean negative log-likelihood) per epoch.
+
+    Args:
+        loss_csv: CSV with columns ``epoch``, ``train_loss``, ``val_loss``.
+        plots_dir: directory to create; receives ``loss.png``.
+    """
+    with open(loss_csv, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    epochs = [int(row["epoch"]) for row in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in (("train_loss", "training"), ("val_loss", "validation")):
+        ax.plot(epochs, [float(row[key]) for row in rows], marker="o", label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("negative log-likelihood per event")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(plots_dir) as tmp:
+        Path(tmp).mkdir()
+        fig.savefig(Path(tmp) / "loss.png", dpi=120)
+    plt.close(fig)

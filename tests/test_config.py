@@ -1,0 +1,45 @@
+"""The configuration is validated before any job starts, with useful messages."""
+
+import copy
+
+import pytest
+
+from cinnflow.config import load_yaml, validate_config
+from cinnflow.errors import ConfigError
+
+SCHEMA = "workflow/schemas/config.schema.yaml"
+
+
+@pytest.fixture
+def config():
+    return load_yaml("config/config.yaml")
+
+
+@pytest.mark.parametrize("path", ["config/config.yaml", "config/paper.yaml"])
+def test_shipped_configs_are_valid(path):
+    validate_config(load_yaml(path), SCHEMA)
+
+
+def test_unknown_key_names_the_path_and_suggests_the_nearest(config):
+    config["training"]["learnig_rate"] = 1e-3
+    with pytest.raises(ConfigError) as err:
+        validate_config(config, SCHEMA)
+    assert "training: unknown key 'learnig_rate'" in str(err.value)
+    assert "did you mean 'learning_rate'?" in str(err.value)
+
+
+def test_wrong_type_and_range_name_the_key_and_value(config):
+    bad = copy.deepcopy(config)
+    bad["events"]["n_events"] = "many"
+    bad["model"]["n_blocks"] = 0
+    with pytest.raises(ConfigError) as err:
+        validate_config(bad, SCHEMA)
+    text = str(err.value)
+    assert "events.n_events: value 'many'" in text
+    assert "model.n_blocks: value 0" in text
+
+
+def test_split_fractions_must_add_up(config):
+    config["preparation"]["split"] = {"train": 0.5, "val": 0.1, "test": 0.1}
+    with pytest.raises(ConfigError, match="add up to 0.7"):
+        validate_config(config, SCHEMA)

@@ -1,0 +1,115 @@
+"""Pairing of parton-level hard process and detector objects, splitting, provenance."""
+
+import awkward as ak
+import numpy as np
+import pytest
+
+from cinnflow.config import load_process
+from cinnflow.preparation.pairing import detector_level, parton_level
+
+ZW = load_process("config/processes/zw.yaml")
+
+
+def _particles(rows_per_event):
+    """Jagged Particle records from rows (PID, Status, M1, PT, Eta, Phi, Mass)."""
+    fields = ["PID", "Status", "M1", "PT", "Eta", "Phi", "Mass"]
+    events = [
+        {field: [row[i] for row in rows] for i, field in enumerate(fields)}
+        for rows in rows_per_event
+    ]
+    return ak.zip(
+        {field: ak.Array([event[field] for event in events]) for field in fields}
+    )
+
+
+# A Pythia 8 record as seen in real output: the decay products point at a recoil copy
+# of the boson (index 4 and 5), not at the status -22 original (2 and 3).
+PYTHIA8_EVENT = [
+    (2, -21, -1, 0.0, 0.0, 0.0, 0.0),  # 0 incoming
+    (-1, -21, -1, 0.0, 0.0, 0.0, 0.0),  # 1 incoming
+    (23, -22, 0, 48.5, 0.3, 1.0, 91.0),  # 2 Z
+    (24, -22, 0, 48.5, -0.2, -2.1, 80.0),  # 3 W+
+    (23, -44, 2, 48.5, 0.3, 1.0, 91.0),  # 4 Z copy
+    (24, -44, 3, 48.5, -0.2, -2.1, 80.0),  # 5 W copy
+    (13, 23, 4, 47.9, 0.5, 0.4, 0.1),  # 6 mu-
+    (-13, 23, 4, 8.2, -1.0, 2.9, 0.1),  # 7 mu+
+    (-3, -23, 5, 12.5, 1.1, -0.7, 0.5),  # 8 sbar
+    (4, -23, 5, 51.0, -0.4, -2.5, 1.5),  # 9 c
+    (22, 1, 6, 3.0, 0.1, 0.1, 0.0),  # 10 final-state photon
+]
+# Pythia 6 style: status 3 documentation lines, mothers are the bosons themselves.
+PYTHIA6_EVENT = [
+    (2, 3, -1, 0.0, 0.0, 0.0, 0.0),
+    (-1, 3, -1, 0.0, 0.0, 0.0, 0.0),
+    (23, 3, 0, 30.0, 0.0, 0.0, 91.0),
+    (-24, 3, 0, 30.0, 0.0, 0.0, 80.0),
+    (11, 3, 2, 20.0, 0.1, 0.2, 0.0),
+    (-11, 3, 2, 25.0, 0.3, 0.4, 0.0),
+    (1, 3, 3, 60.0, 0.5, 0.6, 0.0),
+    (-2, 3, 3, 70.0, 0.7, 0.8, 0.0),
+]
+# No W: the quark objects cannot be found.
+INCOMPLETE_EVENT = [(23, -22, -1, 10.0, 0, 0, 91.0), (11, 23, 0, 5.0, 0, 0, 0)]
+
+
+def test_parton_level_follows_boson_copies_and_orders_by_pt():
+    x, found = parton_level(
+        _particles([PYTHIA8_EVENT, PYTHIA6_EVENT, INCOMPLETE_EVENT]), ZW["parton"]
+    )
+    assert found.tolist() == [True, True, False]
+    # q1 is the harder quark, l1 the negative lepton (PID > 0).
+    np.testing.assert_allclose(
+        x[0],
+        [51.0, -0.4, -2.5, 12.5, 1.1, -0.7, 47.9, 0.5, 0.4, 8.2, -1.0, 2.9],
+    )
+    np.testing.assert_allclose(
+        x[1],
+        [70.0, 0.7, 0.8, 60.0, 0.5, 0.6, 20.0, 0.1, 0.2, 25.0, 0.3, 0.4],
+    )
+    assert np.isnan(x[2, 0])
+
+
+def _leptons(rows):
+    fields = ["PT", "Eta", "Phi", "Charge"]
+    return ak.Array(
+        [[dict(zip(fields, lepton, strict=True)) for lepton in event] for event in rows]
+    )
+
+
+def test_detector_level_selects_two_jets_and_an_os_sf_pair():
+    jet = {"PT": 30.0, "Eta": 0.1, "Phi": 0.2, "Mass": 5.0}
+    jets = ak.Array(
+        [
+            [jet, {**jet, "PT": 60.0, "Mass": 8.0}],  # ok; 60 GeV jet comes first
+            [jet, jet],  # same-sign electrons
+            [jet, jet, jet],  # three jets
+            [jet, jet],  # e mu: different flavour
+            [jet, jet],  # ok with muons
+        ]
+    )
+    electrons = _leptons(
+        [
+            [(40.0, 0.5, 1.0, 1), (30.0, -0.5, -1.0, -1)],
+            [(40.0, 0.5, 1.0, 1), (30.0, -0.5, -1.0, 1)],
+            [(40.0, 0.5, 1.0, 1), (30.0, -0.5, -1.0, -1)],
+            [(40.0, 0.5, 1.0, 1)],
+            [],
+        ]
+    )
+    muons = _leptons([[], [], [], [(20.0, 0, 0, -1)], [(20.0, 1, 2, 1), (25, 0, 0, -1)]])
+    events = {"Jet": jets, "Electron": electrons, "Muon": muons}
+    c, selected, cutflow = detector_level(events, ZW["detector"])
+    assert selected.tolist() == [True, False, False, False, True]
+    assert cutflow == {
+        "all": 5,
+        "jet_multiplicity": 4,
+        "two_leptons": 4,
+        "opposite_sign_same_flavour": 2,
+    }
+    # j1 (60 GeV), j2, l1 = negative electron, l2 = positive electron
+    np.testing.assert_allclose(
+        c[0],
+        [60, 0.1, 0.2, 8, 30, 0.1, 0.2, 5, 30, -0.5, -1, 0.000511, 40, 0.5, 1, 0.000511],
+    )
+    assert c[4, 8] == pytest.approx(25.0) and c[4, 11] == pytest.approx(0.10566)
+    assert np.isnan(c[1]).all()
