@@ -96,7 +96,9 @@ def test_detector_level_selects_two_jets_and_an_os_sf_pair():
             [],
         ]
     )
-    muons = _leptons([[], [], [], [(20.0, 0, 0, -1)], [(20.0, 1, 2, 1), (25, 0, 0, -1)]])
+    muons = _leptons(
+        [[], [], [], [(20.0, 0, 0, -1)], [(20.0, 1, 2, 1), (25, 0, 0, -1)]]
+    )
     events = {"Jet": jets, "Electron": electrons, "Muon": muons}
     c, selected, cutflow = detector_level(events, ZW["detector"])
     assert selected.tolist() == [True, False, False, False, True]
@@ -109,7 +111,24 @@ def test_detector_level_selects_two_jets_and_an_os_sf_pair():
     # j1 (60 GeV), j2, l1 = negative electron, l2 = positive electron
     np.testing.assert_allclose(
         c[0],
-        [60, 0.1, 0.2, 8, 30, 0.1, 0.2, 5, 30, -0.5, -1, 0.000511, 40, 0.5, 1, 0.000511],
+        [
+            60,
+            0.1,
+            0.2,
+            8,
+            30,
+            0.1,
+            0.2,
+            5,
+            30,
+            -0.5,
+            -1,
+            0.000511,
+            40,
+            0.5,
+            1,
+            0.000511,
+        ],
     )
     assert c[4, 8] == pytest.approx(25.0) and c[4, 11] == pytest.approx(0.10566)
     assert np.isnan(c[1]).all()

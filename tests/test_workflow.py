@@ -1,4 +1,4 @@
-"""The Snakemake workflow: lint, dvc.yaml derived from it, one tiny run of every rule."""
+"""The Snakemake workflow: lint, dvc.yaml derived from it, a tiny run of every rule."""
 
 import json
 import shutil
@@ -66,7 +66,7 @@ def test_derive_stages_rejects_a_rule_without_params():
 def test_tiny_run_passes_through_every_rule(tmp_path):
     _copy_workflow(tmp_path)
     result = _run(
-        ["--cores", "2", "--configfile", "tests/configs/tiny.yaml", "all"], tmp_path
+        ["all", "--cores", "2", "--configfile", "tests/configs/tiny.yaml"], tmp_path
     )
     assert result.returncode == 0, result.stderr[-5000:]
     for rule in STAGE_PARAMS:
@@ -75,17 +75,17 @@ def test_tiny_run_passes_through_every_rule(tmp_path):
     posterior = np.load(tmp_path / "results/posterior/test.npz", allow_pickle=False)
     assert posterior["draws"].shape == (50, 20, 12)
     assert np.isfinite(posterior["draws"]).all()
-    calibration = json.loads((tmp_path / "results/metrics/calibration.json").read_text())
+    calibration = json.loads(
+        (tmp_path / "results/metrics/calibration.json").read_text()
+    )
     assert set(calibration["calibration_error"]) >= {"q1_pt", "l2_phi", "m_qq"}
     assert all(0 <= v <= 1 for v in calibration["calibration_error"].values())
-    provenance = json.loads(
-        (tmp_path / "results/prepared/provenance.json").read_text()
-    )
+    provenance = json.loads((tmp_path / "results/prepared/provenance.json").read_text())
     assert provenance["split_seed"] == 7
     assert sum(provenance["split_sizes"].values()) == provenance["n_selected"]
 
     report = _run(
-        ["--configfile", "tests/configs/tiny.yaml", "--report", "report.html"], tmp_path
+        ["--report", "report.html", "--configfile", "tests/configs/tiny.yaml"], tmp_path
     )
     assert report.returncode == 0, report.stderr[-3000:]
     assert (tmp_path / "report.html").stat().st_size > 10_000

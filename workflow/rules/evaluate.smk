@@ -11,6 +11,8 @@ rule calibrate:
         ),
     log:
         "logs/calibrate.log",
+    conda:
+        "../envs/cinnflow.yaml"
     params:
         derived=PROCESS.get("derived", {}),
         n_levels=config["evaluation"]["n_levels"],
@@ -34,6 +36,8 @@ rule closure:
         ),
     log:
         "logs/closure.log",
+    conda:
+        "../envs/cinnflow.yaml"
     params:
         derived=PROCESS.get("derived", {}),
     resources:

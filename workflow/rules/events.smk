@@ -6,6 +6,8 @@ rule simulate:
         "results/events/chunk_{chunk}.root",
     log:
         "logs/simulate/chunk_{chunk}.log",
+    conda:
+        "../envs/cinnflow.yaml"
     params:
         events=config["events"],
         settings=PROCESS.get("pythia_settings", []),

@@ -9,6 +9,8 @@ rule prepare:
         provenance="results/prepared/provenance.json",
     log:
         "logs/prepare.log",
+    conda:
+        "../envs/cinnflow.yaml"
     params:
         split=config["preparation"]["split"],
         seed=config["seed"],

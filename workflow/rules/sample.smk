@@ -6,6 +6,8 @@ rule sample:
         "results/posterior/test.npz",
     log:
         "logs/sample.log",
+    conda:
+        "../envs/cinnflow.yaml"
     params:
         sampling=config["sampling"],
         seed=config["seed"] + 7,

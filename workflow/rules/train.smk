@@ -7,6 +7,8 @@ rule train:
         loss="results/training/loss.csv",
     log:
         "logs/train.log",
+    conda:
+        "../envs/cinnflow.yaml"
     params:
         model=config["model"],
         training=config["training"],
@@ -32,5 +34,7 @@ rule plot_training:
         ),
     log:
         "logs/plot_training.log",
+    conda:
+        "../envs/cinnflow.yaml"
     script:
         "../scripts/plot_training.py"

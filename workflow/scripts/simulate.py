@@ -20,4 +20,5 @@ simulate(
     mpi=events["mpi"],
     hadronisation=events["hadronisation"],
     lhe_file=events.get("lhe_file") if events["source"] == "lhe" else None,
+    particle_record=events.get("particle_record", "hard"),
 )

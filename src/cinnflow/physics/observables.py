@@ -289,19 +289,21 @@ def _pair_symbol(of):
     return " ".join(_OBJECT_SYMBOLS.get(obj, obj) for obj in of)
 
 
-def observable_label(name, definitions=None):
+def observable_label(name, definitions=None, *, with_unit=True):
     """LaTeX label of an observable for plot axes, with the unit in brackets.
 
     Args:
         name: column name (``q1_pt``) or derived observable name.
         definitions: derived-observable definitions, or None.
+        with_unit: append `` [unit]`` for dimensioned observables (axis labels);
+            False gives the bare symbol (legends).
 
     Returns:
         str: e.g. ``'$p_{T}^{q_{1}}$ [GeV]'``, ``'$m_{q_{1} q_{2}}$ [GeV]'``; names
         that are not understood are returned as they are (plus a unit if known).
     """
     unit = observable_unit(name, definitions)
-    suffix = f" [{unit}]" if unit else ""
+    suffix = f" [{unit}]" if unit and with_unit else ""
     definitions = definitions or {}
     if name in definitions:
         spec = definitions[name]

@@ -71,6 +71,8 @@ class Posterior:
 def load_posterior(path):
     """Read and check a posterior ``.npz`` file (no pickle).
 
+    Events whose truth or draws hold NaN or infinities are dropped with a warning.
+
     Args:
         path: the file written by ``cinnflow.sampling``.
 
@@ -78,7 +80,8 @@ def load_posterior(path):
         Posterior: the checked arrays.
 
     Raises:
-        InputFileError: missing file or key, or inconsistent shapes.
+        InputFileError: missing file or key, inconsistent shapes, or no finite
+            event.
     """
     path = Path(path)
     try:
@@ -121,12 +124,27 @@ def load_posterior(path):
             f"{d} 'parton_names'"
         )
         raise InputFileError(msg)
-    for key in ("x_parton", "draws"):
-        if not np.all(np.isfinite(data[key])):
-            msg = f"posterior file {str(path)!r}: {key!r} holds NaN or infinite values"
-            raise InputFileError(msg)
-
     c_detector = data.get("c_detector")
+    # The sampler keeps events whose draws diverged (and warns); drop them here so
+    # one bad event does not void the evaluation, and say how many went.
+    finite = np.isfinite(x_parton).all(axis=1) & np.isfinite(draws).all(axis=(1, 2))
+    n_bad = int(n_events - np.count_nonzero(finite))
+    if n_bad == n_events:
+        msg = f"posterior file {str(path)!r}: every event has NaN or infinite values"
+        raise InputFileError(msg)
+    if n_bad:
+        logger.warning(
+            "posterior file %s: dropping %d of %d events with NaN or infinite truth "
+            "or draws",
+            path,
+            n_bad,
+            n_events,
+        )
+        x_parton, draws = x_parton[finite], draws[finite]
+        if c_detector is not None and c_detector.shape[:1] == (n_events,):
+            c_detector = c_detector[finite]
+        n_events -= n_bad
+
     detector_names = data.get("detector_names")
     if detector_names is not None:
         detector_names = tuple(str(n) for n in detector_names)

@@ -1,0 +1,287 @@
+"""Building blocks of the conditional INN other than the preprocessing.
+
+Direction (TFP convention): ``forward`` maps the latent ``z`` towards parton level,
+``inverse`` maps parton level towards ``z`` and is what density evaluation uses.
+FrEIA, the framework of arXiv:2006.06685, uses the opposite naming.
+"""
+
+import logging
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+import tf_keras
+
+tfb = tfp.bijectors
+
+__all__ = [
+    "ConditionalAffineCoupling",
+    "ConditionalShift",
+    "GlobalAffine",
+    "make_mlp",
+    "make_permutation",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def make_mlp(hidden, n_out, *, seed, activation="relu", zero_last=False, name):
+    """A plain MLP as a ``tf_keras.Sequential``.
+
+    Args:
+        hidden: widths of the hidden layers.
+        n_out: width of the linear output layer.
+        seed: integer seed of the weight initialisation (stateless, so two MLPs
+            built with the same seed are identical).
+        activation: activation of the hidden layers.
+        zero_last: initialise the output layer to zero (identity couplings at start).
+        name: Keras model name.
+
+    Returns:
+        tf_keras.Sequential
+    """
+
+    def glorot(i):
+        return tf_keras.initializers.GlorotUniform(seed=seed * 1000 + i)
+
+    layers = [
+        tf_keras.layers.Dense(
+            width,
+            activation=activation,
+            kernel_initializer=glorot(i),
+            name=f"{name}_dense_{i:02d}",
+        )
+        for i, width in enumerate(hidden)
+    ]
+    last = len(hidden)
+    layers.append(
+        tf_keras.layers.Dense(
+            n_out,
+            kernel_initializer="zeros" if zero_last else glorot(last),
+            name=f"{name}_dense_{last:02d}",
+        )
+    )
+    return tf_keras.Sequential(layers, name=name)
+
+
+def soft_clamp(raw, clamp):
+    """Soft clamp of log-scales, ``clamp * 2/pi * atan(raw / clamp)`` (FrEIA style).
+
+    Bounded in (-clamp, clamp) and equal to ``raw`` to first order near zero.
+    """
+    return clamp * (2.0 / np.pi) * tf.atan(raw / clamp)
+
+
+class ConditionalAffineCoupling(tfb.Bijector):
+    """All-in-one (GLOW) conditional affine coupling: both halves in one block.
+
+    Legend: ``z = (z1, z2)`` is the latent-side input, ``x = (x1, x2)`` the
+    parton-side output, ``e`` the condition embedding, ``s`` soft-clamped log-scales,
+    ``t`` shifts::
+
+        forward:  x1 = z1 * exp(s1(z2, e)) + t1(z2, e)
+                  x2 = z2 * exp(s2(x1, e)) + t2(x1, e)
+        log|det J_forward| = sum(s1) + sum(s2)
+
+    The condition enters as the keyword ``conditional_input`` (routed by ``Chain``
+    through ``bijector_kwargs`` under this bijector's name).
+    """
+
+    def __init__(self, dim, *, subnet_hidden, clamp, seed, name):
+        """Build the block and its two subnets.
+
+        Args:
+            dim: number of columns d (d >= 2).
+            subnet_hidden: hidden widths of each subnet MLP.
+            clamp: bound of the soft-clamped log-scales.
+            seed: integer seed of the subnet initialisation.
+            name: bijector name, e.g. ``coupling_03``; used to route the condition.
+        """
+        parameters = dict(locals())
+        self._dim = int(dim)
+        self._d1 = self._dim // 2
+        self._d2 = self._dim - self._d1
+        self._clamp = float(clamp)
+        self.subnet_1 = make_mlp(
+            subnet_hidden,
+            2 * self._d1,
+            seed=2 * seed,
+            zero_last=True,
+            name=f"{name}_subnet_1",
+        )
+        self.subnet_2 = make_mlp(
+            subnet_hidden,
+            2 * self._d2,
+            seed=2 * seed + 1,
+            zero_last=True,
+            name=f"{name}_subnet_2",
+        )
+        # Last inverse pass. TransformedDistribution.log_prob calls inverse and then
+        # a log-det on the same tensors; reusing it runs the subnets once, not twice.
+        self._memo = self._no_dependency({})
+        super().__init__(
+            forward_min_event_ndims=1,
+            validate_args=False,
+            parameters=parameters,
+            name=name,
+        )
+
+    def build_subnets(self, condition_dim, dtype=tf.float32):
+        """Create the subnet weights by calling them once on zeros."""
+        self.subnet_1(tf.zeros([1, self._d2 + condition_dim], dtype))
+        self.subnet_2(tf.zeros([1, self._d1 + condition_dim], dtype))
+
+    def _scale_shift(self, subnet, inputs, conditional_input):
+        raw = subnet(tf.concat([inputs, conditional_input], axis=-1))
+        raw_s, t = tf.split(raw, 2, axis=-1)
+        return soft_clamp(raw_s, self._clamp), t
+
+    def _forward_and_log_det(self, z, conditional_input):
+        z1, z2 = z[..., : self._d1], z[..., self._d1 :]
+        s1, t1 = self._scale_shift(self.subnet_1, z2, conditional_input)
+        x1 = z1 * tf.exp(s1) + t1
+        s2, t2 = self._scale_shift(self.subnet_2, x1, conditional_input)
+        x2 = z2 * tf.exp(s2) + t2
+        fldj = tf.reduce_sum(s1, axis=-1) + tf.reduce_sum(s2, axis=-1)
+        return tf.concat([x1, x2], axis=-1), fldj
+
+    def _inverse_and_log_det(self, x, conditional_input):
+        x1, x2 = x[..., : self._d1], x[..., self._d1 :]
+        s2, t2 = self._scale_shift(self.subnet_2, x1, conditional_input)
+        z2 = (x2 - t2) * tf.exp(-s2)
+        s1, t1 = self._scale_shift(self.subnet_1, z2, conditional_input)
+        z1 = (x1 - t1) * tf.exp(-s1)
+        ildj = -tf.reduce_sum(s1, axis=-1) - tf.reduce_sum(s2, axis=-1)
+        return tf.concat([z1, z2], axis=-1), ildj
+
+    def _forward(self, z, conditional_input=None):
+        return self._forward_and_log_det(z, _required(conditional_input, self.name))[0]
+
+    def _inverse(self, x, conditional_input=None):
+        cond = _required(conditional_input, self.name)
+        z, ildj = self._inverse_and_log_det(x, cond)
+        self._memo.clear()
+        self._memo.update(x=x, z=z, cond=cond, ildj=ildj)
+        return z
+
+    def _memo_ildj(self, key, tensor, cond):
+        memo = self._memo
+        if memo and memo[key] is tensor and memo["cond"] is cond:
+            return memo["ildj"]
+        return None
+
+    def _forward_log_det_jacobian(self, z, conditional_input=None):
+        cond = _required(conditional_input, self.name)
+        ildj = self._memo_ildj("z", z, cond)
+        if ildj is not None:
+            return -ildj
+        return self._forward_and_log_det(z, cond)[1]
+
+    def _inverse_log_det_jacobian(self, x, conditional_input=None):
+        cond = _required(conditional_input, self.name)
+        ildj = self._memo_ildj("x", x, cond)
+        if ildj is not None:
+            return ildj
+        return self._inverse_and_log_det(x, cond)[1]
+
+
+def _required(conditional_input, name):
+    # A missing condition is a routing bug (misspelt bijector name), never valid.
+    if conditional_input is None:
+        msg = (
+            f"bijector {name!r} received no conditional_input; pass it through "
+            f"bijector_kwargs={{{name!r}: {{'conditional_input': ...}}}}"
+        )
+        raise ValueError(msg)
+    return conditional_input
+
+
+class ConditionalShift(tfb.Bijector):
+    """Shift by a linear function of the condition: ``x = r + features @ A^T + b``.
+
+    Unit Jacobian. ``A`` (d, n_features) and ``b`` (d,) are non-trainable variables
+    fitted by least squares in ``ConditionalINN.adapt``.
+    """
+
+    def __init__(self, weight, bias, *, name):
+        """Build the bijector.
+
+        Args:
+            weight: non-trainable variable A, shape (d, n_features).
+            bias: non-trainable variable b, shape (d,).
+            name: bijector name, used to route ``conditional_input``.
+        """
+        parameters = dict(locals())
+        self._weight = weight
+        self._bias = bias
+        super().__init__(
+            forward_min_event_ndims=1,
+            is_constant_jacobian=True,
+            validate_args=False,
+            parameters=parameters,
+            name=name,
+        )
+
+    def _shift(self, conditional_input):
+        cond = _required(conditional_input, self.name)
+        return tf.linalg.matmul(cond, self._weight, transpose_b=True) + self._bias
+
+    def _forward(self, r, conditional_input=None):
+        return r + self._shift(conditional_input)
+
+    def _inverse(self, x, conditional_input=None):
+        return x - self._shift(conditional_input)
+
+    def _forward_log_det_jacobian(self, r, conditional_input=None):
+        del conditional_input  # The Jacobian is the identity.
+        return tf.zeros_like(r[..., 0])
+
+    def _inverse_log_det_jacobian(self, x, conditional_input=None):
+        del conditional_input
+        return tf.zeros_like(x[..., 0])
+
+
+class GlobalAffine(tfb.Bijector):
+    """Learned per-column scale and shift (ActNorm-like), identity at start.
+
+    ``forward(z) = z * exp(log_scale) + shift``.
+    """
+
+    def __init__(self, dim, *, name):
+        """Build the bijector with trainable ``log_scale`` and ``shift`` (dim,)."""
+        parameters = dict(locals())
+        self.log_scale = tf.Variable(tf.zeros([dim]), name=f"{name}_log_scale")
+        self.shift = tf.Variable(tf.zeros([dim]), name=f"{name}_shift")
+        super().__init__(
+            forward_min_event_ndims=1,
+            is_constant_jacobian=True,
+            validate_args=False,
+            parameters=parameters,
+            name=name,
+        )
+
+    def _forward(self, z):
+        return z * tf.exp(self.log_scale) + self.shift
+
+    def _inverse(self, x):
+        return (x - self.shift) * tf.exp(-self.log_scale)
+
+    def _forward_log_det_jacobian(self, z):
+        return tf.reduce_sum(self.log_scale) + tf.zeros_like(z[..., 0])
+
+    def _inverse_log_det_jacobian(self, x):
+        return -tf.reduce_sum(self.log_scale) + tf.zeros_like(x[..., 0])
+
+
+def make_permutation(dim, *, rng, name):
+    """A fixed random permutation of the columns, drawn from ``rng``.
+
+    Args:
+        dim: number of columns.
+        rng: ``numpy.random.Generator`` (seeded by the caller).
+        name: bijector name, e.g. ``permute_03``.
+
+    Returns:
+        tfb.Permute
+    """
+    return tfb.Permute(permutation=rng.permutation(dim).astype(np.int32), name=name)

@@ -1,0 +1,502 @@
+"""The conditional invertible network ``ConditionalINN`` (arXiv:2006.06685).
+
+Direction (TFP convention, used throughout cinnflow): ``forward`` maps the latent
+``z ~ N(0, 1)`` to parton level ``x_parton`` (this is how the flow samples);
+``log_prob`` evaluates the density through ``inverse``. FrEIA and BayesFlow name
+the two directions the other way round.
+
+Chain, from latent to parton level (``tfb.Chain`` lists it right to left)::
+
+    z -> coupling_00 -> permute_00 -> ... -> coupling_{n-1} -> global_affine_00
+      -> residual_scale_00 -> regression_00 -> standardise_00 -> columns_00
+      -> x_parton
+
+``residual_scale_00`` and ``regression_00`` exist only with
+``condition_regression=True``: the standardised preprocessed parton columns ``u``
+are modelled as ``u = A @ f(c) + b + sigma * r``, with ``A``, ``b``, ``sigma`` fitted
+by least squares on the training set, so the couplings only learn the residual
+``r``. All fixed statistics are non-trainable variables saved with the weights.
+
+References:
+    M. Bellagente et al., "Invertible networks or partons to detector and back
+    again", SciPost Phys. 9, 074 (2020), https://arxiv.org/abs/2006.06685
+"""
+
+import difflib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from cinnflow.errors import CinnflowError, ConfigError
+from cinnflow.flows.bijectors import (
+    ConditionalAffineCoupling,
+    ConditionalShift,
+    GlobalAffine,
+    make_mlp,
+    make_permutation,
+)
+from cinnflow.flows.preprocessing import (
+    STD_FLOOR,
+    ColumnTransform,
+    StandardScaling,
+    check_kinds,
+    condition_features,
+    n_condition_features,
+)
+from cinnflow.io.atomic import atomic_path
+
+tfd = tfp.distributions
+tfb = tfp.bijectors
+
+__all__ = ["MODEL_CONFIG_KEYS", "ConditionalINN"]
+
+logger = logging.getLogger(__name__)
+
+MODEL_CONFIG_KEYS = (
+    "n_blocks",
+    "subnet_hidden",
+    "condition_hidden",
+    "condition_dim",
+    "clamp",
+    "condition_regression",
+)
+_CONFIG_FILE = "config.json"
+_WEIGHTS_PREFIX = "weights"
+_FORMAT_VERSION = 1
+
+
+class ConditionalINN(tf.Module):
+    """Conditional INN for p(x_parton | c_detector) as a TFP TransformedDistribution.
+
+    Use ``adapt`` on the training set before training; it fits the preprocessing
+    statistics. Only rank-2 inputs (n_events, n_columns) are supported.
+    """
+
+    def __init__(
+        self,
+        parton_kinds,
+        detector_kinds,
+        *,
+        n_blocks,
+        subnet_hidden,
+        condition_hidden,
+        condition_dim,
+        clamp,
+        seed,
+        condition_encoder=None,
+        condition_regression=True,
+    ):
+        """Build the network (weights are created immediately).
+
+        Args:
+            parton_kinds: kind of each parton column (``pt``, ``eta``, ``phi``,
+                ``mass``, ``other``); d = len(parton_kinds) >= 2.
+            detector_kinds: kind of each detector column.
+            n_blocks: number of coupling blocks.
+            subnet_hidden: hidden widths of every coupling subnet MLP.
+            condition_hidden: hidden widths of the default condition encoder MLP.
+            condition_dim: width of the condition embedding fed to every coupling.
+            clamp: bound of the soft-clamped coupling log-scales.
+            seed: integer seed of the weight initialisation and the permutations.
+            condition_encoder: optional ``tf_keras`` layer or model mapping the
+                standardised condition features (n_events, n_features) to
+                (n_events, condition_dim); replaces the default MLP.
+            condition_regression: model the residual of a least-squares linear fit
+                of the parton columns on the condition features.
+
+        Raises:
+            ConfigError: for unknown kinds or out-of-range sizes.
+        """
+        super().__init__(name="conditional_inn")
+        self.parton_kinds = check_kinds(parton_kinds, what="parton_kinds")
+        self.detector_kinds = check_kinds(detector_kinds, what="detector_kinds")
+        _check_sizes(n_blocks, subnet_hidden, condition_hidden, condition_dim, clamp)
+        if len(self.parton_kinds) < 2:
+            msg = f"need at least 2 parton columns, got {len(self.parton_kinds)}"
+            raise ConfigError(msg)
+        self.init_args = {
+            "parton_kinds": list(self.parton_kinds),
+            "detector_kinds": list(self.detector_kinds),
+            "n_blocks": int(n_blocks),
+            "subnet_hidden": [int(h) for h in subnet_hidden],
+            "condition_hidden": [int(h) for h in condition_hidden],
+            "condition_dim": int(condition_dim),
+            "clamp": float(clamp),
+            "seed": int(seed),
+            "condition_regression": bool(condition_regression),
+        }
+        self.custom_encoder = condition_encoder is not None
+        dim = len(self.parton_kinds)
+        n_features = n_condition_features(self.detector_kinds)
+        self.dim, self.n_features = dim, n_features
+
+        # Fixed statistics, filled by adapt() and saved with the weights.
+        def stat(value, name):
+            return tf.Variable(value, trainable=False, dtype=tf.float32, name=name)
+
+        self.parton_mean = stat(np.zeros(dim), "parton_mean")
+        self.parton_std = stat(np.ones(dim), "parton_std")
+        self.feature_mean = stat(np.zeros(n_features), "feature_mean")
+        self.feature_std = stat(np.ones(n_features), "feature_std")
+        self.regression_weight = stat(np.zeros((dim, n_features)), "regression_weight")
+        self.regression_bias = stat(np.zeros(dim), "regression_bias")
+        self.residual_std = stat(np.ones(dim), "residual_std")
+        self.adapted = tf.Variable(False, trainable=False, name="adapted")
+
+        rng = np.random.default_rng(seed)
+        # Weight-initialisation seeds, one per MLP, drawn before the permutations.
+        init_seeds = rng.integers(0, 2**20, size=n_blocks + 1)
+        if condition_encoder is None:
+            condition_encoder = make_mlp(
+                self.init_args["condition_hidden"],
+                int(condition_dim),
+                seed=int(init_seeds[-1]),
+                name="condition_encoder",
+            )
+        self.condition_encoder = condition_encoder
+        self.coupling_names = [f"coupling_{i:02d}" for i in range(n_blocks)]
+        self.couplings = []
+        flow = []  # From latent to parton level; reversed for tfb.Chain below.
+        for i, name in enumerate(self.coupling_names):
+            coupling = ConditionalAffineCoupling(
+                dim,
+                subnet_hidden=subnet_hidden,
+                clamp=clamp,
+                seed=int(init_seeds[i]),
+                name=name,
+            )
+            self.couplings.append(coupling)
+            flow.append(coupling)
+            if i < n_blocks - 1:
+                flow.append(make_permutation(dim, rng=rng, name=f"permute_{i:02d}"))
+        self.global_affine = GlobalAffine(dim, name="global_affine_00")
+        flow.append(self.global_affine)
+        self.regression_name = None
+        if condition_regression:
+            flow.append(
+                StandardScaling(
+                    tf.zeros([dim]), self.residual_std, name="residual_scale_00"
+                )
+            )
+            self.regression_name = "regression_00"
+            flow.append(
+                ConditionalShift(
+                    self.regression_weight,
+                    self.regression_bias,
+                    name=self.regression_name,
+                )
+            )
+        flow.append(
+            StandardScaling(self.parton_mean, self.parton_std, name="standardise_00")
+        )
+        self.column_transform = ColumnTransform(self.parton_kinds, name="columns_00")
+        flow.append(self.column_transform)
+        self.bijector = tfb.Chain(list(reversed(flow)), name="cinn_chain")
+        self.distribution = tfd.TransformedDistribution(
+            tfd.MultivariateNormalDiag(loc=tf.zeros([dim])),
+            bijector=self.bijector,
+            name="cinn",
+        )
+        self._build()
+        n_weights = sum(int(np.prod(v.shape)) for v in self.trainable_variables)
+        logger.info(
+            "ConditionalINN: %d parton columns, %d condition features, %d blocks, "
+            "%d trainable weights",
+            dim,
+            n_features,
+            n_blocks,
+            n_weights,
+        )
+
+    @classmethod
+    def from_config(cls, model_cfg, parton_kinds, detector_kinds, seed):
+        """Build from the ``model`` section of the workflow config.
+
+        Args:
+            model_cfg: dict with keys ``MODEL_CONFIG_KEYS``
+                (``condition_regression`` optional).
+            parton_kinds: kinds of the parton columns.
+            detector_kinds: kinds of the detector columns.
+            seed: integer seed.
+
+        Returns:
+            ConditionalINN
+
+        Raises:
+            ConfigError: for unknown or missing keys.
+        """
+        cfg = dict(model_cfg)
+        unknown = sorted(set(cfg) - set(MODEL_CONFIG_KEYS))
+        if unknown:
+            hints = {
+                k: difflib.get_close_matches(k, MODEL_CONFIG_KEYS) for k in unknown
+            }
+            msg = f"unknown model config keys {unknown!r} (did you mean {hints}?)"
+            raise ConfigError(msg)
+        missing = [k for k in MODEL_CONFIG_KEYS[:-1] if k not in cfg]
+        if missing:
+            msg = f"model config lacks keys {missing!r}; required {MODEL_CONFIG_KEYS}"
+            raise ConfigError(msg)
+        return cls(
+            [str(k) for k in parton_kinds],
+            [str(k) for k in detector_kinds],
+            seed=seed,
+            **cfg,
+        )
+
+    # ----------------------------------------------------------------- preprocess
+
+    def _features(self, c_detector):
+        raw = condition_features(
+            tf.convert_to_tensor(c_detector, tf.float32), self.detector_kinds
+        )
+        return (raw - self.feature_mean) / self.feature_std
+
+    def adapt(self, x_parton, c_detector):
+        """Fit the preprocessing statistics on the training set.
+
+        Args:
+            x_parton: array (n_events, d) in GeV and radians.
+            c_detector: array (n_events, n_detector).
+
+        Raises:
+            CinnflowError: if shapes disagree or pt/mass columns are not positive.
+        """
+        x_parton = np.asarray(x_parton, np.float32)
+        c_detector = np.asarray(c_detector, np.float32)
+        self._check_inputs(x_parton, c_detector)
+        positive = [k in ("pt", "mass") for k in self.parton_kinds]
+        if np.any(x_parton[:, positive] <= 0):
+            msg = "parton pt and mass columns must be > 0 (they are log-transformed)"
+            raise CinnflowError(msg)
+        y = self.column_transform.inverse(x_parton).numpy().astype(np.float64)
+        mean, std = y.mean(axis=0), np.maximum(y.std(axis=0), STD_FLOOR)
+        u = (y - mean) / std
+        raw = condition_features(c_detector, self.detector_kinds).numpy()
+        raw = raw.astype(np.float64)
+        f_mean, f_std = raw.mean(axis=0), np.maximum(raw.std(axis=0), STD_FLOOR)
+        features = (raw - f_mean) / f_std
+        weight = np.zeros((self.dim, self.n_features))
+        bias = np.zeros(self.dim)
+        residual_std = np.ones(self.dim)
+        if self.regression_name is not None:
+            design = np.concatenate([features, np.ones((len(u), 1))], axis=1)
+            coef, *_ = np.linalg.lstsq(design, u, rcond=None)
+            weight, bias = coef[:-1].T, coef[-1]
+            residual = u - design @ coef
+            residual_std = np.maximum(residual.std(axis=0), STD_FLOOR)
+            logger.info(
+                "condition regression: residual std per parton column %s",
+                np.array2string(residual_std, precision=3),
+            )
+        for var, value in [
+            (self.parton_mean, mean),
+            (self.parton_std, std),
+            (self.feature_mean, f_mean),
+            (self.feature_std, f_std),
+            (self.regression_weight, weight),
+            (self.regression_bias, bias),
+            (self.residual_std, residual_std),
+        ]:
+            var.assign(value.astype(np.float32))
+        self.adapted.assign(True)
+        logger.info("adapted preprocessing on %d events", len(x_parton))
+
+    def _check_inputs(self, x_parton, c_detector):
+        if x_parton is not None and (
+            x_parton.ndim != 2 or x_parton.shape[1] != self.dim
+        ):
+            msg = f"x_parton has shape {x_parton.shape}; expected (n, {self.dim})"
+            raise CinnflowError(msg)
+        n_det = len(self.detector_kinds)
+        if c_detector.ndim != 2 or c_detector.shape[1] != n_det:
+            msg = f"c_detector has shape {c_detector.shape}; expected (n, {n_det})"
+            raise CinnflowError(msg)
+        if x_parton is not None and len(x_parton) != len(c_detector):
+            msg = f"{len(x_parton)} parton rows but {len(c_detector)} detector rows"
+            raise CinnflowError(msg)
+
+    # -------------------------------------------------------------------- density
+
+    def bijector_kwargs(self, features, embedding):
+        """Condition keyword arguments for ``tfb.Chain``, routed by bijector name.
+
+        Args:
+            features: standardised condition features (n, n_features).
+            embedding: condition embedding (n, condition_dim).
+
+        Returns:
+            dict mapping bijector names to their keyword arguments.
+        """
+        kwargs = {
+            name: {"conditional_input": embedding} for name in self.coupling_names
+        }
+        if self.regression_name is not None:
+            kwargs[self.regression_name] = {"conditional_input": features}
+        return kwargs
+
+    def log_prob(self, x_parton, c_detector):
+        """Log density of ``x_parton`` given ``c_detector``, in physics units.
+
+        Args:
+            x_parton: float32 (n_events, d) in GeV and radians.
+            c_detector: float32 (n_events, n_detector).
+
+        Returns:
+            float32 tensor (n_events,): log p(x_parton | c_detector).
+        """
+        features = self._features(c_detector)
+        embedding = self.condition_encoder(features)
+        x_parton = tf.convert_to_tensor(x_parton, tf.float32)
+        return self.distribution.log_prob(
+            x_parton, bijector_kwargs=self.bijector_kwargs(features, embedding)
+        )
+
+    def forward_latent(self, z, c_detector):
+        """Map latent draws to parton level.
+
+        Args:
+            z: float32 (n_events, n_draws, d) standard-normal draws.
+            c_detector: float32 (n_events, n_detector).
+
+        Returns:
+            float32 tensor (n_events, n_draws, d) in GeV and radians.
+        """
+        z = tf.convert_to_tensor(z, tf.float32)
+        n_events, n_draws = tf.shape(z)[0], tf.shape(z)[1]
+        features = self._features(c_detector)
+        embedding = self.condition_encoder(features)
+        features = tf.repeat(features, n_draws, axis=0)
+        embedding = tf.repeat(embedding, n_draws, axis=0)
+        x = self.bijector.forward(
+            tf.reshape(z, [-1, self.dim]), **self.bijector_kwargs(features, embedding)
+        )
+        return tf.reshape(x, [n_events, n_draws, self.dim])
+
+    def sample(self, c_detector, n_draws, seed):
+        """Draw from the posterior p(x_parton | c_detector).
+
+        The latent draws come from ``numpy.random.default_rng(seed)`` in C order, so
+        the result does not depend on TensorFlow's global RNG state.
+
+        Args:
+            c_detector: array (n_events, n_detector).
+            n_draws: number of draws per event.
+            seed: integer seed or ``numpy.random.Generator``.
+
+        Returns:
+            numpy float32 array (n_events, n_draws, d).
+        """
+        c_detector = np.asarray(c_detector, np.float32)
+        self._check_inputs(None, c_detector)
+        rng = np.random.default_rng(seed)
+        z = rng.standard_normal((len(c_detector), n_draws, self.dim), np.float32)
+        return self._forward_fn(z, c_detector).numpy()
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, None], tf.float32),
+            tf.TensorSpec([None, None], tf.float32),
+        ],
+        reduce_retracing=True,
+    )
+    def _forward_fn(self, z, c_detector):
+        return self.forward_latent(z, c_detector)
+
+    def _build(self):
+        features = tf.zeros([1, self.n_features])
+        embedding = self.condition_encoder(features)
+        width = int(embedding.shape[-1])
+        if self.custom_encoder and width != self.init_args["condition_dim"]:
+            msg = (
+                f"condition_encoder outputs width {width}, but condition_dim is "
+                f"{self.init_args['condition_dim']}"
+            )
+            raise ConfigError(msg)
+        for coupling in self.couplings:
+            coupling.build_subnets(width)
+
+    # ------------------------------------------------------------------ save/load
+
+    def save(self, directory):
+        """Write ``config.json`` and a TF checkpoint of all variables (no pickle).
+
+        Args:
+            directory: output directory, replaced atomically.
+        """
+        config = {
+            "format_version": _FORMAT_VERSION,
+            "init_args": self.init_args,
+            "custom_encoder": self.custom_encoder,
+            "preprocessing": {
+                name: getattr(self, name).numpy().tolist()
+                for name in (
+                    "parton_mean",
+                    "parton_std",
+                    "feature_mean",
+                    "feature_std",
+                    "regression_weight",
+                    "regression_bias",
+                    "residual_std",
+                )
+            },
+        }
+        with atomic_path(directory) as tmp:
+            tmp.mkdir(parents=True)
+            (tmp / _CONFIG_FILE).write_text(json.dumps(config, indent=1))
+            tf.train.Checkpoint(model=self).write(str(tmp / _WEIGHTS_PREFIX))
+        logger.info("saved ConditionalINN to %s", directory)
+
+    @classmethod
+    def load(cls, directory, *, condition_encoder=None):
+        """Rebuild a model written by ``save``.
+
+        Args:
+            directory: directory written by ``save``.
+            condition_encoder: the same encoder architecture, required if the saved
+                model used a custom one.
+
+        Returns:
+            ConditionalINN with restored weights and preprocessing statistics.
+
+        Raises:
+            ConfigError: for a missing custom encoder or unknown format.
+        """
+        directory = Path(directory)
+        config = json.loads((directory / _CONFIG_FILE).read_text())
+        if config.get("format_version") != _FORMAT_VERSION:
+            msg = (
+                f"{directory / _CONFIG_FILE}: format_version "
+                f"{config.get('format_version')!r}, expected {_FORMAT_VERSION}"
+            )
+            raise ConfigError(msg)
+        if config["custom_encoder"] and condition_encoder is None:
+            msg = f"{directory} was saved with a custom condition_encoder; pass it"
+            raise ConfigError(msg)
+        model = cls(condition_encoder=condition_encoder, **config["init_args"])
+        status = tf.train.Checkpoint(model=model).read(str(directory / _WEIGHTS_PREFIX))
+        status.assert_existing_objects_matched()
+        logger.info("loaded ConditionalINN from %s", directory)
+        return model
+
+
+def _check_sizes(n_blocks, subnet_hidden, condition_hidden, condition_dim, clamp):
+    checks = [
+        ("n_blocks", n_blocks, int(n_blocks) >= 1),
+        ("subnet_hidden", subnet_hidden, all(int(h) >= 1 for h in subnet_hidden)),
+        (
+            "condition_hidden",
+            condition_hidden,
+            all(int(h) >= 1 for h in condition_hidden),
+        ),
+        ("condition_dim", condition_dim, int(condition_dim) >= 1),
+        ("clamp", clamp, float(clamp) > 0),
+    ]
+    for key, value, ok in checks:
+        if not ok:
+            msg = f"model.{key} = {value!r} is out of range (sizes >= 1, clamp > 0)"
+            raise ConfigError(msg)

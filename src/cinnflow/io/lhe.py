@@ -1,0 +1,137 @@
+"""Check Les Houches Event (LHE) files before they are showered.
+
+``check_lhe`` reads the file once, plain or gzip-compressed (detected from the
+content, not the suffix), and checks the structure Pythia relies on: a
+``<LesHouchesEvents>`` root, an ``<init>`` block, and ``<event>`` blocks whose first
+line holds ``NUP IDPRUP XWGTUP SCALUP AQEDUP AQCDUP`` followed by ``NUP`` particle
+lines of 13 numbers (``IDUP ISTUP MOTHUP(2) ICOLUP(2) PUP(5) VTIMUP SPINUP``).
+Lines after the particles (``#`` comments, ``<wgt>``, ``<rwgt>``, ``<mgrwgt>``,
+``<scales>``) are allowed. It does not check physics content (momentum balance,
+colour flow).
+"""
+
+import gzip
+import logging
+from pathlib import Path
+
+from cinnflow.errors import InputFileError
+
+__all__ = ["check_lhe"]
+
+logger = logging.getLogger(__name__)
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_N_EVENT_HEADER = 6
+_N_PARTICLE_FIELDS = 13
+# Only the start of the file is searched for the root tag.
+_N_HEAD_LINES = 50
+
+
+def _open_text(path):
+    with path.open("rb") as handle:
+        magic = handle.read(2)
+    if magic == _GZIP_MAGIC:
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    return path.open("rt", encoding="utf-8", errors="replace")
+
+
+def _numbers(line, count):
+    fields = line.split()
+    if len(fields) < count:
+        return None
+    try:
+        return [float(x) for x in fields[:count]]
+    except ValueError:
+        return None
+
+
+def check_lhe(path) -> int:
+    """Check that ``path`` is a well-formed LHE file.
+
+    Args:
+        path: ``.lhe`` or gzip-compressed ``.lhe.gz`` file.
+
+    Returns:
+        int: number of events in the file.
+
+    Raises:
+        InputFileError: missing file, not LHE (no ``<LesHouchesEvents`` tag, no
+            ``<init>`` block, no events), or a malformed ``<event>`` block; the message
+            names the file, the event index (0-based) and the line number (1-based).
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = f"LHE file {str(path)!r} does not exist; expected a Les Houches file"
+        raise InputFileError(msg)
+    n_events = 0
+    seen_root = seen_init = False
+    try:
+        with _open_text(path) as lines:
+            lineno = 0
+            for line in lines:
+                lineno += 1
+                stripped = line.strip()
+                if not seen_root:
+                    if "<LesHouchesEvents" in stripped:
+                        seen_root = True
+                    elif lineno > _N_HEAD_LINES:
+                        break
+                    continue
+                if stripped.startswith("<init"):
+                    seen_init = True
+                elif stripped.startswith("<event"):
+                    lineno = _check_event(path, lines, lineno, n_events)
+                    n_events += 1
+    except (OSError, EOFError, UnicodeError) as err:
+        msg = f"cannot read LHE file {str(path)!r}: {type(err).__name__}: {err}"
+        raise InputFileError(msg) from err
+    if not seen_root:
+        msg = (
+            f"file {str(path)!r} is not an LHE file: no '<LesHouchesEvents' tag in "
+            f"its first {_N_HEAD_LINES} lines"
+        )
+        raise InputFileError(msg)
+    if not seen_init:
+        msg = f"LHE file {str(path)!r} has no <init> block; expected one before events"
+        raise InputFileError(msg)
+    if n_events == 0:
+        msg = f"LHE file {str(path)!r} holds no <event> blocks; expected at least one"
+        raise InputFileError(msg)
+    logger.info("LHE file %s: %d events, structure ok", path, n_events)
+    return n_events
+
+
+def _check_event(path, lines, lineno, index):
+    """Consume one event block after its ``<event>`` line; return the last line no."""
+
+    def fail(what, line_number, line):
+        msg = (
+            f"LHE file {str(path)!r}, event {index} (line {line_number}): {what}; "
+            f"line is {line.rstrip()[:80]!r}"
+        )
+        raise InputFileError(msg)
+
+    line = next(lines, "")
+    lineno += 1
+    header = _numbers(line, _N_EVENT_HEADER)
+    if header is None:
+        fail("expected 'NUP IDPRUP XWGTUP SCALUP AQEDUP AQCDUP'", lineno, line)
+    n_particles = int(header[0])
+    if n_particles < 1 or header[0] != n_particles:
+        fail(f"NUP must be a positive integer, got {header[0]!r}", lineno, line)
+    for _ in range(n_particles):
+        line = next(lines, "")
+        lineno += 1
+        if _numbers(line, _N_PARTICLE_FIELDS) is None:
+            fail(
+                f"expected {_N_PARTICLE_FIELDS} numbers per particle line", lineno, line
+            )
+    for line in lines:
+        lineno += 1
+        stripped = line.strip()
+        if stripped.startswith("</event"):
+            return lineno
+        if stripped.startswith("<event") or stripped.startswith("</LesHouches"):
+            fail("event block not closed with </event>", lineno, line)
+    fail("file ends inside an event block", lineno, "")
+    return lineno

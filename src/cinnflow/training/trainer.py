@@ -1,0 +1,373 @@
+"""Maximum-likelihood training of a ``ConditionalINN`` with exact resume.
+
+Every epoch ends with a checkpoint (``tf.train.CheckpointManager``) holding the
+weights, the optimiser state, the epoch counter, the early-stopping state and a
+copy of the best weights. The shuffle order of epoch ``e`` is drawn from
+``numpy.random.default_rng([seed, e])``, so a run resumed from a checkpoint visits
+the same batches as an uninterrupted one and, on CPU, ends with the same weights.
+"""
+
+import csv
+import difflib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from cinnflow.errors import ConfigError, TrainingError
+from cinnflow.io.atomic import atomic_path
+
+__all__ = ["DEFAULT_TRAINING_CONFIG", "train"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TRAINING_CONFIG = {
+    "batch_size": 1024,
+    "learning_rate": 1e-3,
+    # Final / initial learning rate of the per-step cosine decay (1 = constant).
+    "lr_decay": 0.01,
+    "epochs": 60,
+    # L2 penalty on the kernels (rank >= 2 weights), added to the loss.
+    "weight_decay": 1e-5,
+    "patience": 10,
+    "max_minutes": 9.0,
+    # Gradient global-norm clip; the log-likelihood of a flow has rare spikes.
+    "clip_norm": 10.0,
+    "jit_compile": False,
+}
+_HISTORY_FILE = "history.json"
+_CSV_COLUMNS = ("epoch", "train_loss", "val_loss", "learning_rate")
+
+
+def _batches(n_events, batch_size, seed, epoch):
+    """Index arrays of the full batches of one epoch (the remainder is dropped)."""
+    order = np.random.default_rng([seed, epoch]).permutation(n_events)
+    n_batches = n_events // batch_size
+    return [order[i * batch_size : (i + 1) * batch_size] for i in range(n_batches)]
+
+
+def _check_cfg(cfg):
+    cfg = dict(cfg)
+    unknown = sorted(set(cfg) - set(DEFAULT_TRAINING_CONFIG))
+    if unknown:
+        hints = {
+            k: difflib.get_close_matches(k, DEFAULT_TRAINING_CONFIG) for k in unknown
+        }
+        msg = f"unknown training config keys {unknown!r} (did you mean {hints}?)"
+        raise ConfigError(msg)
+    merged = {**DEFAULT_TRAINING_CONFIG, **cfg}
+    ranges = {
+        "batch_size": merged["batch_size"] >= 1,
+        "learning_rate": merged["learning_rate"] > 0,
+        "lr_decay": 0 < merged["lr_decay"] <= 1,
+        "epochs": merged["epochs"] >= 1,
+        "weight_decay": merged["weight_decay"] >= 0,
+        "patience": merged["patience"] >= 1,
+        "max_minutes": merged["max_minutes"] > 0,
+        "clip_norm": merged["clip_norm"] > 0,
+    }
+    for key, ok in ranges.items():
+        if not ok:
+            msg = f"training.{key} = {merged[key]!r} is out of range"
+            raise ConfigError(msg)
+    return merged
+
+
+def _as_float32(pair, what):
+    x_parton, c_detector = (np.asarray(a, np.float32) for a in pair)
+    if len(x_parton) != len(c_detector):
+        msg = f"{what}: {len(x_parton)} parton rows but {len(c_detector)} detector rows"
+        raise TrainingError(msg)
+    return x_parton, c_detector
+
+
+def train(model, train, val, *, cfg, checkpoint_dir, seed, loss_csv):
+    """Train ``model`` by maximum likelihood (mean negative ``log_prob``).
+
+    Resumes from the latest checkpoint in ``checkpoint_dir`` if there is one. Stops at
+    ``epochs``, after ``patience`` epochs without a better validation loss, or when
+    ``max_minutes`` of wall-clock time are used up (the running epoch is cut short
+    and validated). The best-validation weights are restored into ``model``.
+
+    Args:
+        model: an adapted ``ConditionalINN``.
+        train: tuple (x_parton, c_detector) of arrays (n_train, d), (n_train, k).
+        val: tuple (x_parton, c_detector) of the validation set.
+        cfg: dict with keys of ``DEFAULT_TRAINING_CONFIG`` (missing keys take those
+            values).
+        checkpoint_dir: directory of the checkpoints and the loss history.
+        seed: integer seed of the shuffle order.
+        loss_csv: path of the CSV (epoch, train_loss, val_loss, learning_rate).
+
+    Returns:
+        dict with ``best_epoch``, ``best_val_loss``, ``epochs_done``, ``stop_reason``
+        and ``history`` (list of per-epoch dicts).
+
+    Raises:
+        ConfigError: for unknown or out-of-range config values.
+        TrainingError: when the loss becomes NaN or infinite (the model is reset to
+            the last checkpoint) or the training set is smaller than one batch.
+    """
+    cfg = _check_cfg(cfg)
+    start_time = time.monotonic()
+    x_train, c_train = _as_float32(train, "train")
+    x_val, c_val = _as_float32(val, "val")
+    batch_size = int(cfg["batch_size"])
+    steps_per_epoch = len(x_train) // batch_size
+    if steps_per_epoch == 0:
+        msg = f"{len(x_train)} training events is less than batch_size {batch_size}"
+        raise TrainingError(msg)
+    if not bool(model.adapted.numpy()):
+        logger.warning("model was not adapted; adapting on the training set now")
+        model.adapt(x_train, c_train)
+
+    variables = list(model.trainable_variables)
+    state = {
+        "epoch": tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch"),
+        "best_val": tf.Variable(np.inf, dtype=tf.float64, trainable=False),
+        "best_epoch": tf.Variable(0, dtype=tf.int64, trainable=False),
+        "wait": tf.Variable(0, dtype=tf.int64, trainable=False),
+        # Epochs the learning-rate schedule spans; shortened once, after the first
+        # epoch, if cfg epochs cannot fit into max_minutes (see _plan_epochs).
+        "planned_epochs": tf.Variable(int(cfg["epochs"]), dtype=tf.int64),
+        "planned": tf.Variable(False, trainable=False),
+    }
+    schedule = _CosineSchedule(
+        float(cfg["learning_rate"]),
+        final_factor=float(cfg["lr_decay"]),
+        total_steps=state["planned_epochs"] * steps_per_epoch,
+    )
+    optimizer = tf_keras.optimizers.Adam(
+        learning_rate=schedule, global_clipnorm=float(cfg["clip_norm"])
+    )
+    optimizer.build(variables)
+    best_weights = [
+        tf.Variable(v, trainable=False, name=f"best_{i:03d}")
+        for i, v in enumerate(variables)
+    ]
+    checkpoint = tf.train.Checkpoint(
+        model=model, optimizer=optimizer, best_weights=best_weights, **state
+    )
+    checkpoint_dir = Path(checkpoint_dir)
+    manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=2)
+    history = []
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        history = _read_history(checkpoint_dir)[: int(state["epoch"].numpy())]
+        logger.info(
+            "resumed from %s after epoch %d", manager.latest_checkpoint, len(history)
+        )
+
+    kernels = [v for v in variables if len(v.shape) >= 2]
+    weight_decay = float(cfg["weight_decay"])
+
+    def train_step(x_parton, c_detector):
+        with tf.GradientTape() as tape:
+            nll = -tf.reduce_mean(model.log_prob(x_parton, c_detector))
+            loss = nll
+            if weight_decay > 0:
+                penalty = tf.add_n([tf.reduce_sum(tf.square(k)) for k in kernels])
+                loss = nll + weight_decay * penalty
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return nll
+
+    def val_step(x_parton, c_detector):
+        return tf.reduce_sum(model.log_prob(x_parton, c_detector))
+
+    d, k = x_train.shape[1], c_train.shape[1]
+    jit = bool(cfg["jit_compile"])
+    train_step = tf.function(train_step, jit_compile=jit)
+    val_step = tf.function(
+        val_step,
+        input_signature=[
+            tf.TensorSpec([None, d], tf.float32),
+            tf.TensorSpec([None, k], tf.float32),
+        ],
+        jit_compile=jit,
+    )
+
+    def validate():
+        total = 0.0
+        for i in range(0, len(x_val), batch_size):
+            total += float(
+                val_step(x_val[i : i + batch_size], c_val[i : i + batch_size])
+            )
+        return -total / len(x_val)
+
+    logger.info(
+        "training on %d events (%d steps/epoch), validating on %d; cfg %s",
+        len(x_train),
+        steps_per_epoch,
+        len(x_val),
+        cfg,
+    )
+    budget_s = 60.0 * float(cfg["max_minutes"])
+    stop_reason = "epochs"
+    epoch = int(state["epoch"].numpy())
+    while epoch < int(state["planned_epochs"].numpy()):
+        epoch_start = time.monotonic()
+        losses = []
+        out_of_time = False
+        for step, idx in enumerate(_batches(len(x_train), batch_size, seed, epoch)):
+            nll = float(train_step(x_train[idx], c_train[idx]))
+            if not math.isfinite(nll):
+                _reset(checkpoint, manager)
+                msg = (
+                    f"loss is {nll} at epoch {epoch} step {step}; the model is reset "
+                    f"to the last good checkpoint {manager.latest_checkpoint} (try a "
+                    "lower learning_rate or clamp)"
+                )
+                raise TrainingError(msg)
+            losses.append(nll)
+            if time.monotonic() - start_time > budget_s:
+                out_of_time = True
+                break
+        train_loss = float(np.mean(losses))
+        val_loss = validate()
+        if not math.isfinite(val_loss):
+            _reset(checkpoint, manager)
+            msg = f"validation loss is {val_loss} after epoch {epoch}"
+            raise TrainingError(msg)
+        learning_rate = float(schedule(optimizer.iterations))
+        seconds = time.monotonic() - epoch_start
+        if val_loss < float(state["best_val"].numpy()):
+            state["best_val"].assign(val_loss)
+            state["best_epoch"].assign(epoch)
+            state["wait"].assign(0)
+            for best, v in zip(best_weights, variables, strict=True):
+                best.assign(v)
+        else:
+            state["wait"].assign_add(1)
+        state["epoch"].assign(epoch + 1)
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "learning_rate": learning_rate,
+            }
+        )
+        logger.info(
+            "epoch %d: train_loss %.4f val_loss %.4f lr %.2e (%.0f s, %.0f events/s)",
+            epoch,
+            train_loss,
+            val_loss,
+            learning_rate,
+            seconds,
+            len(losses) * batch_size / seconds,
+        )
+        _write_history(checkpoint_dir, history, loss_csv)
+        if not bool(state["planned"].numpy()):
+            _plan_epochs(state, epoch, seconds, start_time, budget_s)
+        manager.save(checkpoint_number=epoch)
+        if out_of_time:
+            stop_reason = "max_minutes"
+            logger.warning(
+                "stopped in epoch %d: max_minutes = %s used up",
+                epoch,
+                cfg["max_minutes"],
+            )
+            break
+        if int(state["wait"].numpy()) >= int(cfg["patience"]):
+            stop_reason = "patience"
+            logger.info(
+                "early stop after epoch %d (patience %d)", epoch, cfg["patience"]
+            )
+            break
+        epoch += 1
+    else:
+        if int(state["planned_epochs"].numpy()) < int(cfg["epochs"]):
+            stop_reason = "planned_epochs"
+
+    for best, v in zip(best_weights, variables, strict=True):
+        v.assign(best)
+    result = {
+        "best_epoch": int(state["best_epoch"].numpy()),
+        "best_val_loss": float(state["best_val"].numpy()),
+        "epochs_done": int(state["epoch"].numpy()),
+        "stop_reason": stop_reason,
+        "history": history,
+    }
+    logger.info(
+        "training done (%s): best val_loss %.4f at epoch %d, %.1f min",
+        stop_reason,
+        result["best_val_loss"],
+        result["best_epoch"],
+        (time.monotonic() - start_time) / 60.0,
+    )
+    return result
+
+
+class _CosineSchedule(tf_keras.optimizers.schedules.LearningRateSchedule):
+    """Cosine decay from ``initial`` to ``initial * final_factor`` at ``total_steps``.
+
+    ``total_steps`` may be a variable, so the plan can be shortened during training.
+    """
+
+    def __init__(self, initial, *, final_factor, total_steps):
+        self.initial = initial
+        self.final_factor = final_factor
+        self.total_steps = total_steps
+
+    def __call__(self, step):
+        total = tf.cast(self.total_steps, tf.float32)
+        progress = tf.minimum(tf.cast(step, tf.float32) / total, 1.0)
+        cosine = 0.5 * (1.0 + tf.cos(np.pi * progress))
+        return self.initial * (self.final_factor + (1.0 - self.final_factor) * cosine)
+
+    def get_config(self):
+        return {"initial": self.initial, "final_factor": self.final_factor}
+
+
+# Share of the remaining wall-clock budget that planned epochs may use; the rest
+# covers validation noise, a slower machine and the final restore.
+_BUDGET_SAFETY = 0.9
+
+
+def _plan_epochs(state, epoch, epoch_seconds, start_time, budget_s):
+    """Fit the learning-rate schedule into the time budget, once per training.
+
+    After the first epoch of a run its duration (which includes graph tracing, so
+    it errs on the short side) gives the number of epochs that fit into the rest
+    of ``max_minutes``. If fewer than planned, the cosine schedule is shortened so
+    that the learning rate still reaches its final value. The plan is saved in the
+    checkpoint, so a resumed run follows it exactly.
+    """
+    remaining = budget_s - (time.monotonic() - start_time)
+    fit = epoch + 1 + int(_BUDGET_SAFETY * remaining / max(epoch_seconds, 1e-3))
+    planned = int(state["planned_epochs"].numpy())
+    if fit < planned:
+        logger.warning(
+            "only about %d of %d epochs fit into max_minutes; the learning-rate "
+            "schedule now ends at epoch %d",
+            fit,
+            planned,
+            fit,
+        )
+        state["planned_epochs"].assign(max(fit, epoch + 1))
+    state["planned"].assign(True)
+
+
+def _reset(checkpoint, manager):
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint)
+
+
+def _read_history(checkpoint_dir):
+    path = Path(checkpoint_dir) / _HISTORY_FILE
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def _write_history(checkpoint_dir, history, loss_csv):
+    with atomic_path(Path(checkpoint_dir) / _HISTORY_FILE) as tmp:
+        tmp.write_text(json.dumps(history))
+    with atomic_path(loss_csv) as tmp, open(tmp, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=_CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(history)

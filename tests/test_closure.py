@@ -1,0 +1,268 @@
+"""Tests of cinnflow.closure: histograms, chi2, deviations and the mass-peak finder."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import vector
+
+from cinnflow.closure import (
+    PEAK_TARGETS,
+    automatic_edges,
+    closure_chi2,
+    closure_histograms,
+    median_abs_deviation,
+    peak_position,
+    run_closure,
+)
+from cinnflow.errors import ConfigError
+from cinnflow.physics import DEFAULT_DEFINITIONS
+
+N_EVENTS = 4000
+N_DRAWS = 50
+NAMES = [f"{o}_{c}" for o in ("q1", "q2", "l1", "l2") for c in ("pt", "eta", "phi")]
+KINDS = [c for _ in range(4) for c in ("pt", "eta", "phi")]
+
+
+def _breit_wigner_masses(rng, n, mass, width, half_range=30.0):
+    """Relativistic Breit-Wigner masses: m**2 is Cauchy(mass**2, mass * width)."""
+    limits = np.arctan(
+        ((mass + np.array([-half_range, half_range])) ** 2 - mass**2) / (mass * width)
+    )
+    return np.sqrt(mass**2 + mass * width * np.tan(rng.uniform(*limits, size=n)))
+
+
+def _decays(rng, n, mass, width):
+    """Two massless daughters of isotropic decays of boosted Breit-Wigner parents."""
+    m = _breit_wigner_masses(rng, n, mass, width)
+    pt = rng.exponential(40.0, n)
+    y = rng.normal(0.0, 1.2, n)
+    phi = rng.uniform(-np.pi, np.pi, n)
+    mt = np.hypot(pt, m)
+    parent = vector.array(
+        {
+            "px": pt * np.cos(phi),
+            "py": pt * np.sin(phi),
+            "pz": mt * np.sinh(y),
+            "E": mt * np.cosh(y),
+        }
+    )
+    cos = rng.uniform(-1.0, 1.0, n)
+    sin = np.sqrt(1.0 - cos**2)
+    azimuth = rng.uniform(-np.pi, np.pi, n)
+    p = 0.5 * m
+    px, py, pz = p * sin * np.cos(azimuth), p * sin * np.sin(azimuth), p * cos
+    first = vector.array({"px": px, "py": py, "pz": pz, "E": p}).boost_p4(parent)
+    second = vector.array({"px": -px, "py": -py, "pz": -pz, "E": p}).boost_p4(parent)
+    return first, second
+
+
+def _zw_posterior(rng, n_events, n_draws):
+    """Calibrated Gaussian posteriors around ZW -> (q q)(l l) parton-level events."""
+    columns = []
+    for mass, width in ((80.4, 2.09), (91.19, 2.50)):
+        for daughter in _decays(rng, n_events, mass, width):
+            columns += [daughter.pt, daughter.eta, daughter.phi]
+    centre = np.stack(columns, axis=-1)
+    scale = np.where(np.array(KINDS) == "pt", 0.02 * centre, 0.01)
+    x = centre + scale * rng.normal(size=centre.shape)
+    draws = centre[:, None] + scale[:, None] * rng.normal(size=(n_events, n_draws, 12))
+    for array in (x, draws):
+        array[..., 2::3] = (array[..., 2::3] + np.pi) % (2 * np.pi) - np.pi
+    return x.astype(np.float32), draws.astype(np.float32)
+
+
+def _gaussian_posterior(rng, *, shift=0.0):
+    mu = rng.normal(0.0, 2.0, size=N_EVENTS)
+    truth = mu + rng.normal(size=N_EVENTS)
+    draws = mu[:, None] + shift + rng.normal(size=(N_EVENTS, N_DRAWS))
+    return truth, draws
+
+
+def test_variances_against_explicit_loop():
+    rng = np.random.default_rng(1)
+    truth, draws = _gaussian_posterior(rng)
+    truth, draws = truth[:30], draws[:30, :7]
+    edges = np.linspace(-3.0, 3.0, 7)
+    histograms = closure_histograms(truth, draws, edges, name="x")
+
+    n_flow = edges.size + 1
+    per_event = np.zeros((30, n_flow))
+    in_truth = np.zeros((30, n_flow))
+    for i in range(30):
+        for value in draws[i]:
+            per_event[i, np.searchsorted(edges, value, side="right")] += 1 / 7
+        in_truth[i, np.searchsorted(edges, truth[i], side="right")] = 1.0
+    np.testing.assert_allclose(
+        histograms.unfolded.values(flow=True), per_event.sum(0), atol=1e-12
+    )
+    np.testing.assert_allclose(
+        histograms.unfolded.variances(flow=True), (per_event**2).sum(0), atol=1e-12
+    )
+    np.testing.assert_array_equal(histograms.truth.values(flow=True), in_truth.sum(0))
+    np.testing.assert_allclose(
+        histograms.diff_variance, ((per_event - in_truth) ** 2).sum(0), atol=1e-12
+    )
+    assert histograms.unfolded.values(flow=True).sum() == pytest.approx(30.0)
+
+
+def test_identical_distributions_close():
+    rng = np.random.default_rng(2)
+    truth, draws = _gaussian_posterior(rng)
+    edges = automatic_edges(truth, "other")
+    histograms = closure_histograms(truth, draws, edges, name="x")
+    chi2_ndf, ndf, p_value = closure_chi2(
+        histograms.unfolded.values(flow=True),
+        histograms.truth.values(flow=True),
+        histograms.diff_variance,
+    )
+    assert ndf == 42
+    assert 0.6 < chi2_ndf < 1.5
+    assert p_value > 0.01
+    deviation = median_abs_deviation(
+        histograms.unfolded.values(), histograms.truth.values(), n_events=N_EVENTS
+    )
+    assert deviation < 0.1
+
+
+def test_shifted_distribution_fails():
+    rng = np.random.default_rng(3)
+    truth, draws = _gaussian_posterior(rng, shift=0.5)
+    edges = automatic_edges(truth, "other")
+    histograms = closure_histograms(truth, draws, edges, name="x")
+    chi2_ndf, _, p_value = closure_chi2(
+        histograms.unfolded.values(flow=True),
+        histograms.truth.values(flow=True),
+        histograms.diff_variance,
+    )
+    assert chi2_ndf > 5.0
+    assert p_value < 1e-6
+
+
+def test_reference_numbers():
+    chi2_ndf, ndf, p_value = closure_chi2([10, 12, 5], [10, 10, 7], [4, 4, 0])
+    assert (chi2_ndf, ndf) == (pytest.approx(0.5), 2)
+    assert p_value == pytest.approx(np.exp(-0.5))
+    assert np.isnan(closure_chi2([1], [1], [0])[0])
+    deviation = median_abs_deviation([11, 9, 30, 0], [10, 10, 20, 1], n_events=200)
+    # The last bin holds 1 event (< 1% of 200) and is left out: median(.1, .1, .5).
+    assert deviation == pytest.approx(0.1)
+
+
+def test_automatic_edges():
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=10000)
+    edges = automatic_edges(values, "eta", n_bins=20)
+    assert edges.size == 21
+    assert edges[0] == pytest.approx(np.quantile(values, 0.005))
+    assert edges[-1] == pytest.approx(np.quantile(values, 0.995))
+    np.testing.assert_allclose(automatic_edges(values, "phi")[[0, -1]], [-np.pi, np.pi])
+    np.testing.assert_allclose(
+        automatic_edges(values, "mass", name="m_qq")[[0, -1]], [65.4, 95.4]
+    )
+    np.testing.assert_allclose(
+        automatic_edges(np.ones(5), "pt", n_bins=2), [0.5, 1.0, 1.5]
+    )
+
+
+@pytest.mark.parametrize(("name", "width"), [("m_qq", 2.09), ("m_ll", 2.50)])
+def test_peak_of_breit_wigner(name, width):
+    rng = np.random.default_rng(5)
+    target = PEAK_TARGETS[name]
+    masses = _breit_wigner_masses(rng, 30000, target, width)
+    assert peak_position(masses, target=target) == pytest.approx(target, abs=0.2)
+    # Off-centre window and weights: still the same peak.
+    shifted = peak_position(
+        masses + 3.0, target=target, weights=np.full(masses.size, 0.01)
+    )
+    assert shifted == pytest.approx(target + 3.0, abs=0.2)
+
+
+def test_peak_of_smeared_breit_wigner():
+    rng = np.random.default_rng(6)
+    masses = _breit_wigner_masses(rng, 30000, 80.4, 2.09)
+    smeared = masses[:, None] + rng.normal(0.0, 3.0, size=(30000, 20))
+    assert peak_position(smeared, target=80.4) == pytest.approx(80.4, abs=0.2)
+    assert np.isnan(peak_position(np.array([1.0, 2.0]), target=80.4))
+
+
+def test_run_closure(tmp_path):
+    rng = np.random.default_rng(7)
+    x, draws = _zw_posterior(rng, N_EVENTS, N_DRAWS)
+    detector_names = [
+        f"{o}_{c}" for o in ("j1", "j2", "lm", "lp") for c in ("pt", "eta", "phi", "m")
+    ]
+    c_detector = np.zeros((N_EVENTS, 16), dtype=np.float32)
+    for i in range(4):
+        c_detector[:, 4 * i : 4 * i + 3] = x[:, 3 * i : 3 * i + 3]
+    posterior = tmp_path / "posterior.npz"
+    np.savez(
+        posterior,
+        x_parton=x,
+        draws=draws,
+        parton_names=np.array(NAMES),
+        parton_kinds=np.array(KINDS),
+        c_detector=c_detector,
+        detector_names=np.array(detector_names),
+    )
+    metrics_path = tmp_path / "metrics" / "closure.json"
+    histograms_csv = tmp_path / "plots" / "closure.csv"
+    plots_dir = tmp_path / "plots" / "closure"
+
+    metrics = run_closure(
+        posterior,
+        metrics_path=metrics_path,
+        histograms_csv=histograms_csv,
+        plots_dir=plots_dir,
+        derived=DEFAULT_DEFINITIONS,
+        n_bins=30,
+    )
+
+    written = json.loads(metrics_path.read_text())
+    assert written == metrics
+    assert set(written) == {
+        "chi2_ndf",
+        "p_value",
+        "median_abs_deviation",
+        "peak",
+        "n_events",
+        "n_draws",
+    }
+    observables = NAMES + list(DEFAULT_DEFINITIONS)
+    assert list(written["chi2_ndf"]) == observables
+    for name in observables:
+        assert 0.4 < written["chi2_ndf"][name] < 2.0, name
+        assert written["median_abs_deviation"][name] < 0.1, name
+    assert set(written["peak"]) == {"m_qq", "m_ll"}
+    for name, peak in written["peak"].items():
+        assert peak["truth"] == pytest.approx(PEAK_TARGETS[name], abs=0.5), name
+        assert abs(peak["shift"]) < 1.0, name
+        assert peak["shift"] == pytest.approx(peak["unfolded"] - peak["truth"])
+
+    with open(histograms_csv, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == 30 * len(observables)
+    assert {row["observable"] for row in rows} == set(observables)
+    # Detector-level counterparts are matched by object position (q1 -> j1, ...).
+    assert all(row["detector"] != "" for row in rows)
+    m_qq = [row for row in rows if row["observable"] == "m_qq"]
+    assert float(m_qq[0]["bin_low"]) == pytest.approx(65.4)
+
+    pngs = sorted(p.name for p in plots_dir.iterdir())
+    assert pngs == sorted(f"closure_{name}.png" for name in observables)
+
+
+def test_run_closure_unknown_peak(tmp_path):
+    rng = np.random.default_rng(8)
+    x, draws = _zw_posterior(rng, 50, 4)
+    posterior = tmp_path / "posterior.npz"
+    np.savez(posterior, x_parton=x, draws=draws, parton_names=np.array(NAMES))
+    with pytest.raises(ConfigError, match="m_qq"):
+        run_closure(
+            posterior,
+            metrics_path=tmp_path / "m.json",
+            histograms_csv=tmp_path / "h.csv",
+            plots_dir=tmp_path / "plots",
+        )
+    assert not (tmp_path / "m.json").exists()

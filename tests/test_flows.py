@@ -1,0 +1,260 @@
+"""Property tests of the flow bijectors and of ConditionalINN."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cinnflow.errors import ConfigError
+from cinnflow.flows import ConditionalINN
+from cinnflow.flows.bijectors import (
+    ConditionalAffineCoupling,
+    ConditionalShift,
+    GlobalAffine,
+    make_permutation,
+)
+from cinnflow.flows.preprocessing import ColumnTransform, StandardScaling
+
+PARTON_KINDS = ["pt", "eta", "phi", "mass", "other"]
+DETECTOR_KINDS = ["pt", "eta", "phi", "mass", "other", "pt"]
+N_POINTS = 6
+
+
+def _parton_sample(rng, n):
+    return np.stack(
+        [
+            rng.uniform(20.0, 200.0, n),
+            rng.normal(0.0, 1.5, n),
+            rng.uniform(-3.1, 3.1, n),
+            rng.uniform(1.0, 90.0, n),
+            rng.normal(0.0, 1.0, n),
+        ],
+        axis=1,
+    ).astype(np.float32)
+
+
+def _detector_sample(x_parton, rng):
+    noise = rng.normal(0.0, 0.05, x_parton.shape)
+    c = x_parton * (1.0 + noise)
+    c[:, 2] = np.clip(c[:, 2], -3.14, 3.14)
+    extra = rng.uniform(30.0, 60.0, (len(x_parton), 1))
+    return np.concatenate([c, extra], axis=1).astype(np.float32)
+
+
+def _small_model(seed=3, **overrides):
+    kwargs = dict(
+        n_blocks=3,
+        subnet_hidden=[16],
+        condition_hidden=[16],
+        condition_dim=4,
+        clamp=2.0,
+        seed=seed,
+    )
+    kwargs.update(overrides)
+    return ConditionalINN(PARTON_KINDS, DETECTOR_KINDS, **kwargs)
+
+
+def _perturb(variables, seed, scale=0.3):
+    """Give zero-initialised weights random values so that no block is the identity."""
+    rng = np.random.default_rng(seed)
+    for v in variables:
+        v.assign(rng.normal(0.0, scale, v.shape).astype(v.dtype.as_numpy_dtype))
+
+
+@pytest.fixture(scope="module")
+def adapted_model():
+    rng = np.random.default_rng(0)
+    x = _parton_sample(rng, 2000)
+    c = _detector_sample(x, rng)
+    model = _small_model()
+    model.adapt(x, c)
+    _perturb(model.trainable_variables, seed=1, scale=0.2)
+    return model, x, c
+
+
+def _check_bijector(bijector, z, kwargs, *, rtol, atol):
+    """Round trip and log-det against the autodiff Jacobian, point by point."""
+    z = tf.convert_to_tensor(z)
+    x = bijector.forward(z, **kwargs)
+    np.testing.assert_allclose(
+        bijector.inverse(x, **kwargs).numpy(),
+        z.numpy(),
+        rtol=rtol,
+        atol=atol,
+        err_msg=f"{bijector.name}: inverse(forward(z)) != z",
+    )
+    fldj = bijector.forward_log_det_jacobian(z, event_ndims=1, **kwargs).numpy()
+    ildj = bijector.inverse_log_det_jacobian(x, event_ndims=1, **kwargs).numpy()
+    fldj = np.broadcast_to(fldj, [len(z)])
+    np.testing.assert_allclose(
+        ildj, -fldj, rtol=rtol, atol=atol, err_msg=f"{bijector.name}: ildj != -fldj"
+    )
+    # A fresh tensor: TFP caches forward(z) by object and would return an output
+    # computed outside the tape.
+    z_fresh = tf.identity(z)
+    with tf.GradientTape() as tape:
+        tape.watch(z_fresh)
+        x = bijector.forward(z_fresh, **kwargs)
+    jacobian = tape.batch_jacobian(x, z_fresh).numpy().astype(np.float64)
+    sign, numeric = np.linalg.slogdet(jacobian)
+    assert np.all(sign != 0), f"{bijector.name}: singular Jacobian"
+    np.testing.assert_allclose(
+        fldj,
+        numeric,
+        rtol=rtol,
+        atol=atol,
+        err_msg=f"{bijector.name}: log-det differs from autodiff Jacobian",
+    )
+
+
+def test_column_transform_inverts_with_exact_log_det():
+    bijector = ColumnTransform(PARTON_KINDS)
+    z = np.random.default_rng(2).normal(0.0, 1.5, (N_POINTS, 5))
+    _check_bijector(bijector, z, {}, rtol=1e-10, atol=1e-10)
+
+
+def test_column_transform_keeps_phi_finite_at_minus_pi():
+    bijector = ColumnTransform(["phi", "pt"])
+    x = np.array([[-np.pi, 10.0], [np.float32(np.pi), 10.0]], np.float32)
+    assert np.all(np.isfinite(bijector.inverse(x).numpy()))
+    assert np.all(np.isfinite(bijector.inverse_log_det_jacobian(x, 1).numpy()))
+
+
+def test_standard_scaling_inverts_with_exact_log_det():
+    loc = tf.Variable([1.0, -2.0, 0.5], dtype=tf.float64)
+    scale = tf.Variable([0.3, 2.0, 5.0], dtype=tf.float64)
+    bijector = StandardScaling(loc, scale, name="standardise_00")
+    z = np.random.default_rng(3).normal(size=(N_POINTS, 3))
+    _check_bijector(bijector, z, {}, rtol=1e-10, atol=1e-10)
+
+
+def test_conditional_shift_inverts_with_unit_jacobian():
+    rng = np.random.default_rng(4)
+    weight = tf.Variable(rng.normal(size=(3, 2)))
+    bias = tf.Variable(rng.normal(size=3))
+    bijector = ConditionalShift(weight, bias, name="regression_00")
+    z = rng.normal(size=(N_POINTS, 3))
+    kwargs = {"conditional_input": tf.constant(rng.normal(size=(N_POINTS, 2)))}
+    _check_bijector(bijector, z, kwargs, rtol=1e-10, atol=1e-10)
+
+
+def test_global_affine_inverts_with_exact_log_det():
+    bijector = GlobalAffine(4, name="global_affine_00")
+    _perturb([bijector.log_scale, bijector.shift], seed=5)
+    z = np.random.default_rng(5).normal(size=(N_POINTS, 4)).astype(np.float32)
+    _check_bijector(bijector, z, {}, rtol=1e-5, atol=1e-5)
+
+
+def test_permutation_inverts_with_zero_log_det():
+    bijector = make_permutation(5, rng=np.random.default_rng(6), name="permute_00")
+    z = np.random.default_rng(6).normal(size=(N_POINTS, 5))
+    _check_bijector(bijector, z, {}, rtol=0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dim", [2, 5])
+def test_coupling_inverts_with_exact_log_det(dim):
+    coupling = ConditionalAffineCoupling(
+        dim, subnet_hidden=[8, 8], clamp=2.0, seed=0, name="coupling_00"
+    )
+    coupling.build_subnets(3)
+    _perturb(coupling.trainable_variables, seed=7, scale=0.5)
+    rng = np.random.default_rng(7)
+    z = rng.normal(size=(N_POINTS, dim)).astype(np.float32)
+    cond = tf.constant(rng.normal(size=(N_POINTS, 3)).astype(np.float32))
+    _check_bijector(coupling, z, {"conditional_input": cond}, rtol=2e-4, atol=2e-4)
+
+
+def test_full_chain_inverts_with_exact_log_det(adapted_model):
+    model, _, c = adapted_model
+    features = model._features(c[:N_POINTS])
+    kwargs = model.bijector_kwargs(features, model.condition_encoder(features))
+    z = np.random.default_rng(8).normal(size=(N_POINTS, 5)).astype(np.float32)
+    # Physics units span 1e-2 to 1e2, hence the relative tolerance.
+    _check_bijector(model.bijector, z, kwargs, rtol=1e-3, atol=1e-3)
+
+
+def test_log_prob_matches_latent_density_plus_log_det(adapted_model):
+    model, x, c = adapted_model
+    log_prob = model.log_prob(x[:N_POINTS], c[:N_POINTS]).numpy()
+    features = model._features(c[:N_POINTS])
+    kwargs = model.bijector_kwargs(features, model.condition_encoder(features))
+    z = model.bijector.inverse(x[:N_POINTS], **kwargs).numpy().astype(np.float64)
+    ildj = model.bijector.inverse_log_det_jacobian(x[:N_POINTS], 1, **kwargs)
+    expected = -0.5 * np.sum(z**2, axis=1) - 2.5 * np.log(2 * np.pi) + ildj.numpy()
+    np.testing.assert_allclose(log_prob, expected, rtol=1e-4, atol=1e-3)
+
+
+def test_condition_reaches_every_coupling(adapted_model):
+    model, _, c = adapted_model
+    features = model._features(c[:N_POINTS])
+    embedding = model.condition_encoder(features)
+    other = embedding + 1.0
+    z = tf.constant(np.random.default_rng(9).normal(size=(N_POINTS, 5)), tf.float32)
+    baseline = model.bijector.forward(z, **model.bijector_kwargs(features, embedding))
+    for name in model.coupling_names:
+        kwargs = model.bijector_kwargs(features, embedding)
+        kwargs[name] = {"conditional_input": other}
+        changed = model.bijector.forward(z, **kwargs)
+        change = np.max(np.abs(changed.numpy() - baseline.numpy()))
+        assert change > 1e-3, f"{name} ignores its condition (max change {change})"
+    assert len(model.coupling_names) == 3
+
+
+def test_missing_condition_raises(adapted_model):
+    model, _, _ = adapted_model
+    z = tf.zeros([2, 5])
+    with pytest.raises(ValueError, match="coupling_00"):
+        model.bijector.forward(z, coupling_0={"conditional_input": tf.zeros([2, 4])})
+
+
+def test_save_and_load_give_identical_samples(adapted_model, tmp_path):
+    model, _, c = adapted_model
+    model.save(tmp_path / "model")
+    loaded = ConditionalINN.load(tmp_path / "model")
+    first = model.sample(c[:20], 7, seed=11)
+    second = loaded.sample(c[:20], 7, seed=11)
+    assert first.shape == (20, 7, 5) and first.dtype == np.float32
+    np.testing.assert_array_equal(first, second)
+    assert np.all(np.isfinite(first))
+    assert np.all(first[..., 0] > 0) and np.all(np.abs(first[..., 2]) <= np.pi)
+
+
+def test_custom_condition_encoder_is_used():
+    import tf_keras
+
+    encoder = tf_keras.Sequential([tf_keras.layers.Dense(4)], name="custom")
+    model = _small_model(condition_encoder=encoder)
+    assert encoder.built
+    tracked = {id(v) for v in model.trainable_variables}
+    assert all(id(v) in tracked for v in encoder.trainable_variables)
+    with pytest.raises(ConfigError, match="condition_dim"):
+        _small_model(condition_encoder=tf_keras.Sequential([tf_keras.layers.Dense(3)]))
+
+
+def test_from_config_rejects_unknown_key():
+    cfg = dict(
+        n_blocks=2,
+        subnet_hidden=[8],
+        condition_hidden=[8],
+        condition_dim=4,
+        clamp=2.0,
+        condition_regresion=True,
+    )
+    with pytest.raises(ConfigError, match="condition_regression"):
+        ConditionalINN.from_config(cfg, PARTON_KINDS, DETECTOR_KINDS, seed=1)
+    del cfg["condition_regresion"]
+    model = ConditionalINN.from_config(cfg, PARTON_KINDS, DETECTOR_KINDS, seed=1)
+    assert model.init_args["condition_regression"] is True
+
+
+def test_unknown_kind_raises():
+    with pytest.raises(ConfigError, match="energy"):
+        ConditionalINN(
+            ["pt", "energy"],
+            DETECTOR_KINDS,
+            n_blocks=1,
+            subnet_hidden=[4],
+            condition_hidden=[],
+            condition_dim=2,
+            clamp=1.0,
+            seed=0,
+        )
