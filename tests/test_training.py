@@ -175,3 +175,13 @@ def test_short_training_recovers_posterior_mean_and_width(tmp_path):
     mean, width = draws.mean(axis=1), draws.std(axis=1)
     np.testing.assert_allclose(mean, mu, atol=MEAN_TOL, err_msg="posterior mean")
     np.testing.assert_allclose(width, sigma, rtol=WIDTH_RTOL, err_msg="posterior width")
+
+
+def test_max_minutes_stops_cleanly_with_best_weights(tmp_path):
+    data, val = _toy(640, seed=1), _toy(128, seed=2)
+    cfg = {**CFG, "max_minutes": 1e-4}
+    model, result = _run(tmp_path, "budget", data, val, cfg=cfg)
+    assert result["stop_reason"] == "max_minutes"
+    assert result["epochs_done"] == 1
+    assert (tmp_path / "budget.csv").read_text().count("\n") == 2
+    assert all(np.all(np.isfinite(w)) for w in _weights(model))

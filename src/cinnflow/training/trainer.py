@@ -134,13 +134,16 @@ def train(model, train, val, *, cfg, checkpoint_dir, seed, loss_csv):
         "wait": tf.Variable(0, dtype=tf.int64, trainable=False),
         # Epochs the learning-rate schedule spans; shortened once, after the first
         # epoch, if cfg epochs cannot fit into max_minutes (see _plan_epochs).
-        "planned_epochs": tf.Variable(int(cfg["epochs"]), dtype=tf.int64),
+        "planned_epochs": tf.Variable(
+            int(cfg["epochs"]), dtype=tf.int64, trainable=False
+        ),
         "planned": tf.Variable(False, trainable=False),
     }
     schedule = _CosineSchedule(
         float(cfg["learning_rate"]),
         final_factor=float(cfg["lr_decay"]),
-        total_steps=state["planned_epochs"] * steps_per_epoch,
+        planned_epochs=state["planned_epochs"],
+        steps_per_epoch=steps_per_epoch,
     )
     optimizer = tf_keras.optimizers.Adam(
         learning_rate=schedule, global_clipnorm=float(cfg["clip_norm"])
@@ -210,6 +213,7 @@ def train(model, train, val, *, cfg, checkpoint_dir, seed, loss_csv):
     budget_s = 60.0 * float(cfg["max_minutes"])
     stop_reason = "epochs"
     epoch = int(state["epoch"].numpy())
+    epochs_this_run = 0
     while epoch < int(state["planned_epochs"].numpy()):
         epoch_start = time.monotonic()
         losses = []
@@ -263,7 +267,9 @@ def train(model, train, val, *, cfg, checkpoint_dir, seed, loss_csv):
             len(losses) * batch_size / seconds,
         )
         _write_history(checkpoint_dir, history, loss_csv)
-        if not bool(state["planned"].numpy()):
+        epochs_this_run += 1
+        # The first epoch of a run includes graph tracing; time the second one.
+        if not bool(state["planned"].numpy()) and epochs_this_run == 2:
             _plan_epochs(state, epoch, seconds, start_time, budget_s)
         manager.save(checkpoint_number=epoch)
         if out_of_time:
@@ -305,18 +311,20 @@ def train(model, train, val, *, cfg, checkpoint_dir, seed, loss_csv):
 
 
 class _CosineSchedule(tf_keras.optimizers.schedules.LearningRateSchedule):
-    """Cosine decay from ``initial`` to ``initial * final_factor`` at ``total_steps``.
+    """Per-step cosine decay from ``initial`` to ``initial * final_factor``.
 
-    ``total_steps`` may be a variable, so the plan can be shortened during training.
+    The decay ends after ``planned_epochs`` (a variable, so that the plan can be
+    shortened during training) times ``steps_per_epoch`` steps.
     """
 
-    def __init__(self, initial, *, final_factor, total_steps):
+    def __init__(self, initial, *, final_factor, planned_epochs, steps_per_epoch):
         self.initial = initial
         self.final_factor = final_factor
-        self.total_steps = total_steps
+        self.planned_epochs = planned_epochs
+        self.steps_per_epoch = steps_per_epoch
 
     def __call__(self, step):
-        total = tf.cast(self.total_steps, tf.float32)
+        total = tf.cast(self.planned_epochs * self.steps_per_epoch, tf.float32)
         progress = tf.minimum(tf.cast(step, tf.float32) / total, 1.0)
         cosine = 0.5 * (1.0 + tf.cos(np.pi * progress))
         return self.initial * (self.final_factor + (1.0 - self.final_factor) * cosine)
@@ -333,11 +341,10 @@ _BUDGET_SAFETY = 0.9
 def _plan_epochs(state, epoch, epoch_seconds, start_time, budget_s):
     """Fit the learning-rate schedule into the time budget, once per training.
 
-    After the first epoch of a run its duration (which includes graph tracing, so
-    it errs on the short side) gives the number of epochs that fit into the rest
-    of ``max_minutes``. If fewer than planned, the cosine schedule is shortened so
-    that the learning rate still reaches its final value. The plan is saved in the
-    checkpoint, so a resumed run follows it exactly.
+    The duration of the second epoch of a run gives the number of epochs that fit
+    into the rest of ``max_minutes``. If fewer than planned, the cosine schedule is
+    shortened so that the learning rate still reaches its final value. The plan is
+    saved in the checkpoint, so a resumed run follows it exactly.
     """
     remaining = budget_s - (time.monotonic() - start_time)
     fit = epoch + 1 + int(_BUDGET_SAFETY * remaining / max(epoch_seconds, 1e-3))
