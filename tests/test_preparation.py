@@ -1,11 +1,19 @@
 """Pairing of parton-level hard process and detector objects, splitting, provenance."""
 
+import hashlib
+import json
+from pathlib import Path
+
 import awkward as ak
 import numpy as np
 import pytest
 
-from cinnflow.config import load_process
-from cinnflow.preparation.pairing import detector_level, parton_level
+from cinnflow.config import load_process, load_yaml
+from cinnflow.errors import InputFileError
+from cinnflow.events.generate import simulate
+from cinnflow.io.delphes import read_delphes
+from cinnflow.preparation.pairing import READ_COLLECTIONS, detector_level, parton_level
+from cinnflow.preparation.prepare import SPLITS, load_arrays, prepare
 
 ZW = load_process("config/processes/zw.yaml")
 
@@ -132,3 +140,104 @@ def test_detector_level_selects_two_jets_and_an_os_sf_pair():
     )
     assert c[4, 8] == pytest.approx(25.0) and c[4, 11] == pytest.approx(0.10566)
     assert np.isnan(c[1]).all()
+
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+ZH_FILE = REAL / "delphes_pp_Zh_inclusive_100ev.root"
+needs_real = pytest.mark.skipif(not ZH_FILE.exists(), reason="../shared not present")
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    """A small ZW sample through the real event chain."""
+    path = tmp_path_factory.mktemp("events") / "zw.root"
+    simulate(
+        output=path,
+        n_events=600,
+        seed=3,
+        settings=ZW["pythia_settings"],
+        detector_card=load_yaml("config/detector/atlas.yaml"),
+        jets={"radius": 0.6, "pt_min_gev": 25.0, "eta_max": 2.5},
+    )
+    return path
+
+
+def test_prepare_pairs_the_file_it_reads_and_splits_reproducibly(simulated, tmp_path):
+    def run(folder):
+        outputs = {name: folder / f"{name}.npz" for name in SPLITS}
+        sizes = prepare(
+            [simulated],
+            ZW,
+            fractions={"train": 0.6, "val": 0.2, "test": 0.2},
+            seed=11,
+            outputs=outputs,
+            provenance_path=folder / "provenance.json",
+            config={"seed": 11},
+        )
+        return sizes, {name: load_arrays(path) for name, path in outputs.items()}
+
+    sizes, arrays = run(tmp_path / "a")
+    _, again = run(tmp_path / "b")
+    for name in SPLITS:  # same seed, bit-identical splits
+        for key, value in arrays[name].items():
+            np.testing.assert_array_equal(value, again[name][key])
+
+    # Every row is the leading jets and the OS lepton pair of the event it names.
+    events = read_delphes(simulated, collections=READ_COLLECTIONS, optional=())
+    test = arrays["test"]
+    assert list(test["detector_names"][:4]) == ["j1_pt", "j1_eta", "j1_phi", "j1_mass"]
+    assert test["x_parton"].shape[1] == 12 and test["c_detector"].shape[1] == 16
+    rows = test["event_id"][:, 1]
+    jets = events["Jet"][rows]
+    np.testing.assert_allclose(test["c_detector"][:, 0], ak.to_numpy(jets.PT[:, 0]))
+    np.testing.assert_allclose(test["c_detector"][:, 5], ak.to_numpy(jets.Eta[:, 1]))
+    assert np.all(ak.num(jets) == 2)
+    # Leptons at parton and detector level agree closely (same particles).
+    assert np.median(np.abs(test["x_parton"][:, 7] - test["c_detector"][:, 9])) < 0.01
+    record = json.loads((tmp_path / "a" / "provenance.json").read_text())
+    assert record["split_seed"] == 11 and record["split_sizes"] == sizes
+    assert record["inputs"][0]["sha256"] == hashlib.sha256(
+        simulated.read_bytes()
+    ).hexdigest()
+
+
+@needs_real
+def test_real_pythia6_file_gives_its_z_leptons_and_a_clear_error_for_zw():
+    events = read_delphes(ZH_FILE, collections=READ_COLLECTIONS, optional=())
+    leptons = {
+        "status": [1, 3, 21, 22, 23],
+        "fields": ["pt", "eta", "phi"],
+        "objects": [
+            {"name": "l1", "pid": [11, 13], "mother_pid": [23], "rank": 0},
+            {"name": "l2", "pid": [-11, -13], "mother_pid": [23], "rank": 0},
+        ],
+    }
+    x, found = parton_level(events["Particle"], leptons)
+    direct = []  # the same search, written as a plain loop over the record
+    for event in ak.to_list(events["Particle"]):
+        from_z = [
+            p["PID"]
+            for p in event
+            if p["Status"] == 3 and p["M1"] >= 0 and event[p["M1"]]["PID"] == 23
+        ]
+        direct.append(
+            any(pid in (11, 13) for pid in from_z)
+            and any(pid in (-11, -13) for pid in from_z)
+        )
+    assert found.tolist() == direct and sum(direct) == 6
+    assert np.all(x[found][:, 0] > 0)
+
+    with pytest.raises(InputFileError) as err:
+        prepare(
+            [ZH_FILE],
+            ZW,
+            fractions={"train": 0.8, "val": 0.1, "test": 0.1},
+            seed=1,
+            outputs={name: Path("/nonexistent") / name for name in SPLITS},
+            provenance_path=Path("/nonexistent/provenance.json"),
+            config={},
+        )
+    text = str(err.value)
+    assert str(ZH_FILE) in text and "events pass the selection" in text
+    # One event has h -> WW -> qq beside Z -> ll: a ZW-like parton level.
+    assert "1 events pass" in text and "'parton_level_found': 1" in text

@@ -19,3 +19,5 @@ def setup_logging(log_file=None, level=logging.INFO):
     if log_file:
         handlers.append(logging.FileHandler(log_file, mode="w"))
     logging.basicConfig(level=level, format=_FORMAT, handlers=handlers, force=True)
+    # TensorFlow's checkpointing reports every shard at INFO through absl.
+    logging.getLogger("absl").setLevel(logging.WARNING)

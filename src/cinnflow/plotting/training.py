@@ -3,12 +3,8 @@
 import csv
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from cinnflow.io.atomic import atomic_path  # noqa: E402
+from cinnflow.io.atomic import atomic_path
+from cinnflow.plotting.style import add_label, new_figure, save_figure, style_context
 
 __all__ = ["plot_loss"]
 
@@ -23,14 +19,15 @@ def plot_loss(loss_csv, *, plots_dir):
     with open(loss_csv, newline="") as stream:
         rows = list(csv.DictReader(stream))
     epochs = [int(row["epoch"]) for row in rows]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in (("train_loss", "training"), ("val_loss", "validation")):
-        ax.plot(epochs, [float(row[key]) for row in rows], marker="o", label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("negative log-likelihood per event")
-    ax.legend()
-    fig.tight_layout()
+    with style_context():
+        fig, axes = new_figure()
+        ax = axes[0, 0]
+        for key, label in (("train_loss", "training"), ("val_loss", "validation")):
+            ax.plot(epochs, [float(row[key]) for row in rows], marker="o", label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("negative log-likelihood per event")
+        ax.legend()
+        add_label(ax)
     with atomic_path(plots_dir) as tmp:
         Path(tmp).mkdir()
-        fig.savefig(Path(tmp) / "loss.png", dpi=120)
-    plt.close(fig)
+        save_figure(fig, Path(tmp) / "loss.png")
