@@ -24,6 +24,8 @@ rule all:
     input:
         "results/metrics/calibration.json",
         "results/metrics/closure.json",
+        "results/metrics/bars.json",
+        "results/summary.md",
         "results/plots/calibration",
         "results/plots/closure",
         "results/plots/training",

@@ -30,6 +30,7 @@ STAGE_PARAMS = {
     "sample": ["seed", "sampling"],
     "calibrate": ["seed", "process", "evaluation"],
     "closure": ["process"],
+    "summarize": ["evaluation.bars"],
 }
 
 #: Outputs kept out of the DVC cache and shown by `dvc metrics` / `dvc plots`.

@@ -44,3 +44,21 @@ rule closure:
         mem_mb=8000,
     script:
         "../scripts/closure.py"
+
+
+rule summarize:
+    input:
+        calibration="results/metrics/calibration.json",
+        closure="results/metrics/closure.json",
+        test="results/prepared/test.npz",
+    output:
+        table=report("results/summary.md", category="Summary"),
+        bars="results/metrics/bars.json",
+    log:
+        "logs/summarize.log",
+    conda:
+        "../envs/cinnflow.yaml"
+    params:
+        bars=config["evaluation"]["bars"],
+    script:
+        "../scripts/summarize.py"

@@ -41,6 +41,7 @@ __all__ = [
     "closure_histograms",
     "median_abs_deviation",
     "peak_position",
+    "wrap_phi",
 ]
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,12 @@ class ClosureHistograms:
     def edges(self):
         """np.ndarray: bin edges, shape ``(n_bins + 1,)``."""
         return self.truth.axes[0].edges
+
+
+def wrap_phi(values):
+    """Map angles (radians) into [-pi, pi), in float64."""
+    values = np.asarray(values, dtype=np.float64)
+    return (values + np.pi) % (2.0 * np.pi) - np.pi
 
 
 def automatic_edges(truth, kind, *, name=None, n_bins=DEFAULT_BINS, peaks=None):

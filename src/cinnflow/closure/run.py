@@ -17,6 +17,7 @@ from cinnflow.closure.metrics import (
     closure_histograms,
     median_abs_deviation,
     peak_position,
+    wrap_phi,
 )
 from cinnflow.errors import ConfigError
 from cinnflow.io.atomic import atomic_path
@@ -161,8 +162,9 @@ def run_closure(
     histograms (binning from ``automatic_edges``), chi2/ndf of their difference with
     its p-value, once with the statistical uncertainties of both histograms added
     (``chi2_ndf``) and once with the variance of the paired difference, the same
-    events entering both (``chi2_ndf_paired``, much stricter), and the median |unfolded / truth - 1| over bins holding at least 1%
-    of the test events. For the mass observables in ``peaks``, the peak positions of
+    events entering both (``chi2_ndf_paired``, much stricter), and the median
+    |unfolded / truth - 1| over bins holding at least 1% of the test events. Angles
+    are wrapped into [-pi, pi) first. For the mass observables in ``peaks``, the peak positions of
     the unfolded and truth distributions (``peak_position``).
 
     Writes (each atomically):
@@ -231,7 +233,11 @@ def run_closure(
         edges = automatic_edges(
             truth[name], kinds[name], name=name, n_bins=int(n_bins), peaks=peaks
         )
-        histograms = closure_histograms(truth[name], draws[name], edges, name=name)
+        values, sampled = truth[name], draws[name]
+        if kinds[name] in ("phi", "dphi"):
+            # Periodic: a float32 draw at +pi belongs in the first bin, not overflow.
+            values, sampled = wrap_phi(values), wrap_phi(sampled)
+        histograms = closure_histograms(values, sampled, edges, name=name)
         unfolded = histograms.unfolded.values(flow=True)
         truth_counts = histograms.truth.values(flow=True)
         # The closure bar: statistical uncertainties of both histograms, as if the

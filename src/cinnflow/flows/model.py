@@ -63,7 +63,10 @@ MODEL_CONFIG_KEYS = (
     "condition_dim",
     "clamp",
     "condition_regression",
+    "phi_reference",
 )
+# Keys of MODEL_CONFIG_KEYS that may be left out (they default to False/True).
+_OPTIONAL_KEYS = ("condition_regression", "phi_reference")
 _CONFIG_FILE = "config.json"
 _WEIGHTS_PREFIX = "weights"
 _FORMAT_VERSION = 1
@@ -89,6 +92,7 @@ class ConditionalINN(tf.Module):
         seed,
         condition_encoder=None,
         condition_regression=True,
+        phi_reference=False,
     ):
         """Build the network (weights are created immediately).
 
@@ -107,6 +111,10 @@ class ConditionalINN(tf.Module):
                 (n_events, condition_dim); replaces the default MLP.
             condition_regression: model the residual of a least-squares linear fit
                 of the parton columns on the condition features.
+            phi_reference: model the k-th parton phi column relative to the k-th
+                detector phi column (e.g. q1 to j1, l1 to l1), so that the seam of
+                the phi map sits opposite the matched detector object; needs as many
+                detector as parton phi columns.
 
         Raises:
             ConfigError: for unknown kinds or out-of-range sizes.
@@ -128,6 +136,7 @@ class ConditionalINN(tf.Module):
             "clamp": float(clamp),
             "seed": int(seed),
             "condition_regression": bool(condition_regression),
+            "phi_reference": bool(phi_reference),
         }
         self.custom_encoder = condition_encoder is not None
         dim = len(self.parton_kinds)
@@ -146,6 +155,9 @@ class ConditionalINN(tf.Module):
         self.regression_bias = stat(np.zeros(dim), "regression_bias")
         self.residual_std = stat(np.ones(dim), "residual_std")
         self.adapted = tf.Variable(False, trainable=False, name="adapted")
+        # Range of the preprocessed training columns (numpy, saved in config.json;
+        # None for models saved before it existed).
+        self.support_min = self.support_max = None
 
         rng = np.random.default_rng(seed)
         # Weight-initialisation seeds, one per MLP, drawn before the permutations.
@@ -193,7 +205,21 @@ class ConditionalINN(tf.Module):
         flow.append(
             StandardScaling(self.parton_mean, self.parton_std, name="standardise_00")
         )
-        self.column_transform = ColumnTransform(self.parton_kinds, name="columns_00")
+        self.phi_reference_index = None
+        if phi_reference:
+            parton_phi = [i for i, k in enumerate(self.parton_kinds) if k == "phi"]
+            detector_phi = [i for i, k in enumerate(self.detector_kinds) if k == "phi"]
+            if not parton_phi or len(parton_phi) != len(detector_phi):
+                msg = (
+                    f"phi_reference needs as many detector phi columns "
+                    f"({len(detector_phi)}) as parton phi columns ({len(parton_phi)}),"
+                    " and at least one"
+                )
+                raise ConfigError(msg)
+            self.phi_reference_index = np.asarray(detector_phi, np.int32)
+        self.column_transform = ColumnTransform(
+            self.parton_kinds, phi_reference=phi_reference, name="columns_00"
+        )
         flow.append(self.column_transform)
         self.bijector = tfb.Chain(list(reversed(flow)), name="cinn_chain")
         self.distribution = tfd.TransformedDistribution(
@@ -218,7 +244,7 @@ class ConditionalINN(tf.Module):
 
         Args:
             model_cfg: dict with keys ``MODEL_CONFIG_KEYS``
-                (``condition_regression`` optional).
+                (``condition_regression`` and ``phi_reference`` optional).
             parton_kinds: kinds of the parton columns.
             detector_kinds: kinds of the detector columns.
             seed: integer seed.
@@ -237,7 +263,9 @@ class ConditionalINN(tf.Module):
             }
             msg = f"unknown model config keys {unknown!r} (did you mean {hints}?)"
             raise ConfigError(msg)
-        missing = [k for k in MODEL_CONFIG_KEYS[:-1] if k not in cfg]
+        missing = [
+            k for k in MODEL_CONFIG_KEYS if k not in cfg and k not in _OPTIONAL_KEYS
+        ]
         if missing:
             msg = f"model config lacks keys {missing!r}; required {MODEL_CONFIG_KEYS}"
             raise ConfigError(msg)
@@ -273,8 +301,13 @@ class ConditionalINN(tf.Module):
         if np.any(x_parton[:, positive] <= 0):
             msg = "parton pt and mass columns must be > 0 (they are log-transformed)"
             raise CinnflowError(msg)
-        y = self.column_transform.inverse(x_parton).numpy().astype(np.float64)
+        y = self.column_transform.inverse(
+            x_parton, conditional_input=self._reference(c_detector)
+        )
+        y = y.numpy().astype(np.float64)
         mean, std = y.mean(axis=0), np.maximum(y.std(axis=0), STD_FLOOR)
+        # Training support in preprocessed units (log pt, eta, ...), see support().
+        self.support_min, self.support_max = y.min(axis=0), y.max(axis=0)
         u = (y - mean) / std
         raw = condition_features(c_detector, self.detector_kinds).numpy()
         raw = raw.astype(np.float64)
@@ -322,12 +355,21 @@ class ConditionalINN(tf.Module):
 
     # -------------------------------------------------------------------- density
 
-    def bijector_kwargs(self, features, embedding):
+    def _reference(self, c_detector):
+        """Reference phi angles (n, n_phi) of ``columns_00``, or None."""
+        if self.phi_reference_index is None:
+            return None
+        c_detector = tf.convert_to_tensor(c_detector, tf.float32)
+        return tf.gather(c_detector, self.phi_reference_index, axis=1)
+
+    def bijector_kwargs(self, features, embedding, reference=None):
         """Condition keyword arguments for ``tfb.Chain``, routed by bijector name.
 
         Args:
             features: standardised condition features (n, n_features).
             embedding: condition embedding (n, condition_dim).
+            reference: reference phi angles (n, n_phi) from ``_reference``; needed
+                only with ``phi_reference``.
 
         Returns:
             dict mapping bijector names to their keyword arguments.
@@ -337,6 +379,8 @@ class ConditionalINN(tf.Module):
         }
         if self.regression_name is not None:
             kwargs[self.regression_name] = {"conditional_input": features}
+        if self.phi_reference_index is not None:
+            kwargs[self.column_transform.name] = {"conditional_input": reference}
         return kwargs
 
     def log_prob(self, x_parton, c_detector):
@@ -353,7 +397,10 @@ class ConditionalINN(tf.Module):
         embedding = self.condition_encoder(features)
         x_parton = tf.convert_to_tensor(x_parton, tf.float32)
         return self.distribution.log_prob(
-            x_parton, bijector_kwargs=self.bijector_kwargs(features, embedding)
+            x_parton,
+            bijector_kwargs=self.bijector_kwargs(
+                features, embedding, self._reference(c_detector)
+            ),
         )
 
     def forward_latent(self, z, c_detector):
@@ -370,12 +417,51 @@ class ConditionalINN(tf.Module):
         n_events, n_draws = tf.shape(z)[0], tf.shape(z)[1]
         features = self._features(c_detector)
         embedding = self.condition_encoder(features)
+        reference = self._reference(c_detector)
         features = tf.repeat(features, n_draws, axis=0)
         embedding = tf.repeat(embedding, n_draws, axis=0)
+        if reference is not None:
+            reference = tf.repeat(reference, n_draws, axis=0)
         x = self.bijector.forward(
-            tf.reshape(z, [-1, self.dim]), **self.bijector_kwargs(features, embedding)
+            tf.reshape(z, [-1, self.dim]),
+            **self.bijector_kwargs(features, embedding, reference),
         )
         return tf.reshape(x, [n_events, n_draws, self.dim])
+
+    def support(self, margin):
+        """Box around the training data in physics units, for truncated sampling.
+
+        Per column, the range of the preprocessed training values (log pt, log mass,
+        eta, other) widened by ``margin`` standard deviations of that column on
+        either side, mapped back to GeV and radians. phi columns are unbounded
+        (their transform already keeps every draw inside (-pi, pi)).
+
+        Args:
+            margin: widening in standard deviations of the preprocessed column, >= 0.
+
+        Returns:
+            tuple (low, high) of float64 arrays (d,), or None if the model has no
+            recorded support (not adapted, or saved by an older version).
+        """
+        if self.support_min is None:
+            return None
+        std = self.parton_std.numpy().astype(np.float64)
+        y_low = self.support_min - margin * std
+        y_high = self.support_max + margin * std
+        # phi columns are overwritten below, so a zero reference angle is fine.
+        ref = None
+        if self.phi_reference_index is not None:
+            ref = tf.zeros([1, len(self.phi_reference_index)])
+        low = self.column_transform.forward(
+            y_low[None].astype(np.float32), conditional_input=ref
+        )
+        high = self.column_transform.forward(
+            y_high[None].astype(np.float32), conditional_input=ref
+        )
+        low, high = low.numpy()[0].astype(np.float64), high.numpy()[0].astype(np.float64)
+        phi = np.array([k == "phi" for k in self.parton_kinds])
+        low[phi], high[phi] = -np.inf, np.inf
+        return low, high
 
     def sample(self, c_detector, n_draws, seed):
         """Draw from the posterior p(x_parton | c_detector).
@@ -445,6 +531,11 @@ class ConditionalINN(tf.Module):
                 )
             },
         }
+        if self.support_min is not None:
+            config["support"] = {
+                "min": self.support_min.tolist(),
+                "max": self.support_max.tolist(),
+            }
         with atomic_path(directory) as tmp:
             tmp.mkdir(parents=True)
             (tmp / _CONFIG_FILE).write_text(json.dumps(config, indent=1))
@@ -480,6 +571,9 @@ class ConditionalINN(tf.Module):
         model = cls(condition_encoder=condition_encoder, **config["init_args"])
         status = tf.train.Checkpoint(model=model).read(str(directory / _WEIGHTS_PREFIX))
         status.assert_existing_objects_matched()
+        if "support" in config:
+            model.support_min = np.asarray(config["support"]["min"], np.float64)
+            model.support_max = np.asarray(config["support"]["max"], np.float64)
         logger.info("loaded ConditionalINN from %s", directory)
         return model
 

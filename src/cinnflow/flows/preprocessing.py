@@ -38,6 +38,7 @@ __all__ = [
     "check_kinds",
     "condition_features",
     "n_condition_features",
+    "wrap_phi",
 ]
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,11 @@ def condition_features(c_detector, detector_kinds):
     return tf.concat(columns, axis=-1)
 
 
+def wrap_phi(phi):
+    """Map angles onto [-pi, pi)."""
+    return phi - (2.0 * math.pi) * tf.floor((phi + math.pi) / (2.0 * math.pi))
+
+
 def _atanh_phi(phi):
     edge = 1.0 - PHI_EDGE
     return tf.atanh(tf.clip_by_value(phi / math.pi, -edge, edge))
@@ -122,15 +128,21 @@ class ColumnTransform(tfb.Bijector):
     identity. ``inverse`` is the preprocessing: ``log`` and ``atanh(phi / pi)``.
     """
 
-    def __init__(self, kinds, *, name="columns_00"):
+    def __init__(self, kinds, *, phi_reference=False, name="columns_00"):
         """Build the bijector.
 
         Args:
             kinds: kind of each column, see ``KINDS``.
+            phi_reference: if True, phi columns are measured relative to reference
+                angles passed as ``conditional_input`` (n, n_phi_columns), one per
+                phi column in order: ``phi = wrap(ref + pi * tanh(y))``. The seam of
+                the map then sits opposite the reference (e.g. the matched detector
+                object) instead of at +-pi, where posteriors rarely reach.
             name: bijector name.
         """
         parameters = dict(locals())
         self._kinds = check_kinds(kinds, what="kinds")
+        self._phi_reference = bool(phi_reference)
         self._log_mask = np.array([k in ("pt", "mass") for k in self._kinds])
         self._phi_mask = np.array([k == "phi" for k in self._kinds])
         super().__init__(
@@ -145,22 +157,56 @@ class ColumnTransform(tfb.Bijector):
         """Column kinds."""
         return self._kinds
 
-    def _forward(self, x):
+    @property
+    def phi_reference(self):
+        """Whether phi columns are relative to a reference angle (a condition)."""
+        return self._phi_reference
+
+    def _reference(self, like, conditional_input):
+        """Reference angle for every column (zero for non-phi columns)."""
+        if not self._phi_reference:
+            return tf.zeros_like(like)
+        if conditional_input is None:
+            msg = (
+                f"bijector {self.name!r} was built with phi_reference=True and needs "
+                "the reference angles as conditional_input"
+            )
+            raise ValueError(msg)
+        ref = tf.convert_to_tensor(conditional_input, like.dtype)
+        phi_index = np.flatnonzero(self._phi_mask)
+        # Scatter the (n, n_phi) reference onto the phi columns of (n, d).
+        onto = np.zeros((len(phi_index), len(self._kinds)), np.float32)
+        onto[np.arange(len(phi_index)), phi_index] = 1.0
+        return tf.linalg.matmul(ref, tf.constant(onto, like.dtype)) + tf.zeros_like(
+            like
+        )
+
+    def _forward(self, x, conditional_input=None):
         log_mask = tf.constant(self._log_mask)
         phi_mask = tf.constant(self._phi_mask)
         exp_x = tf.exp(tf.where(log_mask, x, tf.zeros_like(x)))
         y = tf.where(log_mask, exp_x, x)
-        return tf.where(phi_mask, math.pi * tf.tanh(x), y)
+        phi = math.pi * tf.tanh(x)
+        if self._phi_reference:
+            phi = wrap_phi(phi + self._reference(x, conditional_input))
+        return tf.where(phi_mask, phi, y)
 
-    def _inverse(self, y):
+    def _inverse(self, y, conditional_input=None):
         log_mask = tf.constant(self._log_mask)
         phi_mask = tf.constant(self._phi_mask)
         safe = tf.where(log_mask, y, tf.ones_like(y))
         x = tf.where(log_mask, tf.math.log(safe), y)
         safe_phi = tf.where(phi_mask, y, tf.zeros_like(y))
+        if self._phi_reference:
+            safe_phi = tf.where(
+                phi_mask,
+                wrap_phi(safe_phi - self._reference(y, conditional_input)),
+                safe_phi,
+            )
         return tf.where(phi_mask, _atanh_phi(safe_phi), x)
 
-    def _forward_log_det_jacobian(self, x):
+    def _forward_log_det_jacobian(self, x, conditional_input=None):
+        del conditional_input  # Shifting and wrapping phi has unit Jacobian.
         log_mask = tf.constant(self._log_mask)
         phi_mask = tf.constant(self._phi_mask)
         zero = tf.zeros_like(x)
@@ -172,9 +218,11 @@ class ColumnTransform(tfb.Bijector):
         terms = tf.where(log_mask, x, zero) + tf.where(phi_mask, log_dphi, zero)
         return tf.reduce_sum(terms, axis=-1)
 
-    def _inverse_log_det_jacobian(self, y):
+    def _inverse_log_det_jacobian(self, y, conditional_input=None):
         log_mask = tf.constant(self._log_mask)
         phi_mask = tf.constant(self._phi_mask)
+        if self._phi_reference:
+            y = tf.where(phi_mask, wrap_phi(y - self._reference(y, conditional_input)), y)
         one = tf.ones_like(y)
         log_terms = -tf.math.log(tf.where(log_mask, y, one))
         edge = 1.0 - PHI_EDGE
