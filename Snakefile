@@ -29,3 +29,4 @@ rule all:
         "results/plots/calibration",
         "results/plots/closure",
         "results/plots/training",
+        "results/plots/events",

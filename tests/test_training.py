@@ -185,3 +185,53 @@ def test_max_minutes_stops_cleanly_with_best_weights(tmp_path):
     assert result["epochs_done"] == 1
     assert (tmp_path / "budget.csv").read_text().count("\n") == 2
     assert all(np.all(np.isfinite(w)) for w in _weights(model))
+
+
+def test_support_truncation_redraws_outside_draws():
+    model = _model()
+    x, c = _toy(400, seed=3)
+    model.adapt(x, c)
+    _, c_test = _toy(40, seed=4)
+    plain = sample_posterior(model, c_test, n_draws=50, batch_size=16, seed=9)
+    low, high = model.support(0.0)
+    outside = ((plain < low) | (plain > high)).any(axis=-1)
+    assert outside.mean() > 0.005  # an untrained flow overshoots the training box
+    draws, stats = sample_posterior(
+        model,
+        c_test,
+        n_draws=50,
+        batch_size=16,
+        seed=9,
+        support_margin=0.0,
+        return_stats=True,
+    )
+    assert np.all((draws >= low) & (draws <= high))
+    assert stats["rejected_fraction"] == pytest.approx(outside.mean())
+    assert stats["clipped_fraction"] == 0.0 and stats["redraw_rounds"] >= 1
+    # Draws inside the box are kept as they are.
+    np.testing.assert_array_equal(draws[~outside], plain[~outside])
+    # Re-draws are batch independent too.
+    other = sample_posterior(
+        model, c_test, n_draws=50, batch_size=7, seed=9, support_margin=0.0
+    )
+    np.testing.assert_allclose(draws, other, rtol=1e-6, atol=1e-6)
+
+
+def test_support_truncation_clips_when_redraws_run_out():
+    model = _model()
+    x, c = _toy(400, seed=3)
+    model.adapt(x, c)
+    _, c_test = _toy(20, seed=4)
+    draws, stats = sample_posterior(
+        model,
+        c_test,
+        n_draws=30,
+        batch_size=16,
+        seed=9,
+        support_margin=0.0,
+        max_redraws=0,
+        return_stats=True,
+    )
+    low, high = model.support(0.0)
+    assert np.all((draws >= low - 1e-6) & (draws <= high + 1e-6))
+    assert stats["clipped_fraction"] == stats["rejected_fraction"] > 0

@@ -27,6 +27,7 @@ STAGE_PARAMS = {
     "prepare": ["seed", "process", "preparation"],
     "train": ["seed", "model", "training"],
     "plot_training": [],
+    "plot_events": [],
     "sample": ["seed", "sampling"],
     "calibrate": ["seed", "process", "evaluation"],
     "closure": ["process"],

@@ -16,7 +16,7 @@ class ConfigError(CinnflowError):
 
 
 class InputFileError(CinnflowError):
-    """An input event file is missing, unreadable, truncated or lacks a tree or branch."""
+    """An event file is missing, unreadable, truncated or lacks a tree or branch."""
 
 
 class TrainingError(CinnflowError):

@@ -19,3 +19,22 @@ rule prepare:
         runtime=30,
     script:
         "../scripts/prepare.py"
+
+
+rule plot_events:
+    input:
+        event_files(),
+    output:
+        report(
+            directory("results/plots/events"),
+            patterns=["{name}.png"],
+            category="Events",
+        ),
+    log:
+        "logs/plot_events.log",
+    conda:
+        "../envs/cinnflow.yaml"
+    resources:
+        mem_mb=4000,
+    script:
+        "../scripts/plot_events.py"

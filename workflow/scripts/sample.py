@@ -23,5 +23,7 @@ draws = sample_posterior(
     n_draws=sm.params.sampling["n_draws"],
     batch_size=sm.params.sampling["batch_size"],
     seed=sm.params.seed,
+    support_margin=sm.params.sampling.get("support_margin"),
+    max_redraws=sm.params.sampling.get("max_redraws", 20),
 )
 save_arrays(sm.output[0], draws=draws, **test)

@@ -164,8 +164,8 @@ def run_closure(
     (``chi2_ndf``) and once with the variance of the paired difference, the same
     events entering both (``chi2_ndf_paired``, much stricter), and the median
     |unfolded / truth - 1| over bins holding at least 1% of the test events. Angles
-    are wrapped into [-pi, pi) first. For the mass observables in ``peaks``, the peak positions of
-    the unfolded and truth distributions (``peak_position``).
+    are wrapped into [-pi, pi) first. For the mass observables in ``peaks``, the
+    peak positions of the unfolded and truth distributions (``peak_position``).
 
     Writes (each atomically):
 

@@ -458,7 +458,10 @@ class ConditionalINN(tf.Module):
         high = self.column_transform.forward(
             y_high[None].astype(np.float32), conditional_input=ref
         )
-        low, high = low.numpy()[0].astype(np.float64), high.numpy()[0].astype(np.float64)
+        low, high = (
+            low.numpy()[0].astype(np.float64),
+            high.numpy()[0].astype(np.float64),
+        )
         phi = np.array([k == "phi" for k in self.parton_kinds])
         low[phi], high[phi] = -np.inf, np.inf
         return low, high

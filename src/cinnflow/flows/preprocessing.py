@@ -222,7 +222,9 @@ class ColumnTransform(tfb.Bijector):
         log_mask = tf.constant(self._log_mask)
         phi_mask = tf.constant(self._phi_mask)
         if self._phi_reference:
-            y = tf.where(phi_mask, wrap_phi(y - self._reference(y, conditional_input)), y)
+            y = tf.where(
+                phi_mask, wrap_phi(y - self._reference(y, conditional_input)), y
+            )
         one = tf.ones_like(y)
         log_terms = -tf.math.log(tf.where(log_mask, y, one))
         edge = 1.0 - PHI_EDGE

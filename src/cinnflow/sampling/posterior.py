@@ -86,7 +86,9 @@ def sample_posterior(
     if support_margin is not None and support is None:
         logger.warning("model has no recorded training support; draws not truncated")
     if support is not None:
-        stats = _truncate(model, c_detector, draws, support, rng, batch_size, max_redraws)
+        stats = _truncate(
+            model, c_detector, draws, support, rng, batch_size, max_redraws
+        )
     n_bad = int(np.sum(~np.isfinite(draws).all(axis=(1, 2))))
     if n_bad:
         logger.warning("%d of %d events have non-finite draws", n_bad, n_events)
