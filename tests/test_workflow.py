@@ -73,7 +73,7 @@ def test_tiny_run_passes_through_every_rule(tmp_path):
         assert f"rule {rule}:" in result.stderr, f"rule {rule} did not run"
 
     posterior = np.load(tmp_path / "results/posterior/test.npz", allow_pickle=False)
-    assert posterior["draws"].shape == (50, 20, 12)
+    assert posterior["draws"].shape == (20, 20, 12)
     assert np.isfinite(posterior["draws"]).all()
     calibration = json.loads(
         (tmp_path / "results/metrics/calibration.json").read_text()

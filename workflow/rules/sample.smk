@@ -11,7 +11,8 @@ rule sample:
     params:
         sampling=config["sampling"],
         seed=config["seed"] + 7,
-    threads: workflow.cores
+    # Capped at --cores on a workstation; the SLURM profile sets its own.
+    threads: 8
     resources:
         mem_mb=8000,
         runtime=120,

@@ -15,7 +15,8 @@ rule train:
         seed=config["seed"],
         # Kept outside the outputs so that an interrupted training resumes from it.
         checkpoints="results/checkpoints",
-    threads: workflow.cores
+    # Capped at --cores on a workstation; the SLURM profile sets its own.
+    threads: 8
     resources:
         mem_mb=8000,
         runtime=24 * 60,

@@ -8,8 +8,12 @@ physics units directly. Per column ``kind``:
 - ``phi``: ``y = atanh(phi / pi)``. It maps the open interval (-pi, pi) onto the real
   line, so every draw lands inside the physical range and no probability mass is
   wasted outside it. The periodicity of phi is not modelled: a posterior that
-  straddles the +-pi seam is split over both ends of the line. That is rare for
-  our (parton, jet) pairs, whose azimuths agree to a few hundredths of a radian.
+  straddles the +-pi seam is split over both ends of the line. With the model
+  option ``phi_reference`` the parton phi is measured relative to the phi of its
+  detector object, ``phi = wrap(ref + pi * tanh(y))``, which moves the seam
+  opposite that object: a posterior then reaches it only if the parton is nearly
+  back-to-back with its detector object (about 0.5 % of the quarks in the ZW
+  sample, against 4 % with |phi| > 3 without a reference, and no leptons).
   Inputs are clipped to ``|phi / pi| <= 1 - PHI_EDGE`` so that a float32 value of
   exactly -pi stays finite.
 - ``eta`` and ``other``: identity.
