@@ -1,16 +1,15 @@
 """Tests of the Delphes-schema writer and reader (ours and real Delphes files)."""
 
 import shutil
-from pathlib import Path
 
 import awkward as ak
 import numpy as np
 import pytest
+from conftest import REAL_DATA as REAL  # noqa: E402
 
 from cinnflow.errors import InputFileError
 from cinnflow.io.delphes import DelphesWriter, read_all_collections, read_delphes
 
-REAL = Path("/work/shared/data/real")
 ZH = REAL / "delphes_pp_Zh_inclusive_100ev.root"
 TTBAR_DUP = REAL / "delphes_pp_ttbar_gg_10ev_dupbranch.root"
 EIC = REAL / "delphes_eic_proton_gun_1000ev.root"

@@ -15,7 +15,8 @@ from cinnflow.io.delphes import read_delphes
 from cinnflow.io.lhe import check_lhe
 
 CARD_PATH = Path(__file__).resolve().parents[1] / "config" / "detector" / "atlas.yaml"
-REAL = Path("/work/shared/data/real")
+from conftest import REAL_DATA as REAL  # noqa: E402
+
 ZW_SETTINGS = [
     "WeakDoubleBoson:ffbar2ZW = on",
     "23:onMode = off",

@@ -142,7 +142,8 @@ def test_detector_level_selects_two_jets_and_an_os_sf_pair():
     assert np.isnan(c[1]).all()
 
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+from conftest import REAL_DATA as REAL  # noqa: E402
+
 ZH_FILE = REAL / "delphes_pp_Zh_inclusive_100ev.root"
 needs_real = pytest.mark.skipif(not ZH_FILE.exists(), reason="../shared not present")
 
