@@ -125,6 +125,37 @@ def test_muon_pt_resolution_matches_card(detector, eta, constant, slope):
     _within(spread, expected, expected / np.sqrt(2 * N_TOY))
 
 
+@pytest.mark.parametrize(("flavour", "pid"), [("electron", 11), ("muon", 13)])
+def test_lepton_direction_resolution_matches_card(detector, flavour, pid):
+    rng = np.random.default_rng(10)
+    eta = rng.uniform(-1.0, 1.0, N_TOY)
+    phi = np.full(N_TOY, np.pi - 1e-4)  # next to the seam: wrapping is checked
+    particles = _toy_particles(
+        np.full(N_TOY, pid), np.full(N_TOY, 60.0), eta, phi, np.ones(N_TOY, int)
+    )
+    electrons, muons, _ = detector.leptons(particles, np.random.default_rng(11))
+    found = electrons if flavour == "electron" else muons
+    kept = ak.to_numpy(ak.num(found)) == 1
+    eta_out = ak.to_numpy(ak.flatten(found.Eta))
+    phi_out = ak.to_numpy(ak.flatten(found.Phi))
+    assert np.all(np.abs(phi_out) <= np.pi)
+    d_eta = eta_out - eta[kept]
+    d_phi = np.mod(phi_out - phi[kept] + np.pi, 2 * np.pi) - np.pi
+    expected = 5.0e-4  # card: angular_resolution of both flavours
+    n = int(kept.sum())
+    for spread in (d_eta, d_phi):
+        # float32 storage adds a rounding spread of about 1e-7, negligible here.
+        _within(np.std(spread), expected, expected / np.sqrt(2 * n))
+        _within(np.mean(spread), 0.0, expected / np.sqrt(n))
+
+
+def test_negative_angular_resolution_is_an_error(card):
+    broken = copy.deepcopy(card)
+    broken["electron"]["angular_resolution"]["phi"] = -1.0
+    with pytest.raises(ConfigError, match=r"electron\.angular_resolution\.phi.*-1\.0"):
+        Detector(broken)
+
+
 def _toy_jets(energy, eta, n):
     pt = energy / np.cosh(eta)
     p4 = {

@@ -12,6 +12,8 @@ first bin with ``|eta| <= eta_max`` applies):
   is ``pt * E' / E`` (eta, phi unchanged);
 * muon pt resolution (Gaussian): ``sigma_pt / pt = sqrt(constant^2 +
   (slope_per_gev pt)^2)``;
+* lepton direction resolution (Gaussian, tracker): ``eta' = eta + sigma_eta N``,
+  ``phi' = phi + sigma_phi N`` (wrapped), ``sigma`` from ``angular_resolution``;
 * lepton efficiency x acceptance: ``value`` of the eta bin if the smeared
   ``pt > pt_min_gev``, 0 below and beyond the last bin;
 * lepton isolation: ``sum pt(visible final-state particles, pt > pt_min_gev,
@@ -142,10 +144,22 @@ class Detector:
                 k: float(_get(card, f"{flavour}.isolation.{k}"))
                 for k in ("delta_r_max", "pt_min_gev", "pt_ratio_max")
             }
+            angular = {
+                k: float(_get(card, f"{flavour}.angular_resolution.{k}"))
+                for k in ("eta", "phi")
+            }
+            for key, value in angular.items():
+                if value < 0:
+                    msg = (
+                        f"detector card key {flavour}.angular_resolution.{key} is "
+                        f"{value!r}; expected a resolution >= 0"
+                    )
+                    raise ConfigError(msg)
             self._lepton[flavour] = {
                 "pt_min": float(_get(card, f"{flavour}.pt_min_gev")),
                 "efficiency": (eff_edges, eff[:, 0]),
                 "resolution": res,
+                "angular": angular,
                 "isolation": iso,
             }
         self._jet_resolution = _bins(
@@ -241,6 +255,13 @@ class Detector:
             factor = 1 + noise * self.muon_pt_relative_sigma(pt, eta)
         return pt * np.maximum(factor, 0.0)
 
+    def smear_directions(self, flavour, eta, phi, rng):
+        """Return smeared (eta, phi) (flat arrays) for ``flavour`` leptons."""
+        sigma = self._lepton[flavour]["angular"]
+        eta = eta + sigma["eta"] * rng.standard_normal(len(eta))
+        phi = phi + sigma["phi"] * rng.standard_normal(len(phi))
+        return eta, np.mod(phi + np.pi, 2 * np.pi) - np.pi
+
     def leptons(self, particles, rng):
         """Reconstruct isolated electrons and muons.
 
@@ -270,21 +291,25 @@ class Detector:
             pt = self.smear_leptons(
                 flavour, flat["PT"][cand], flat["Eta"][cand], flat["E"][cand], rng
             )
-            eff = self.efficiency(flavour, pt, flat["Eta"][cand])
+            eta, phi = self.smear_directions(
+                flavour, flat["Eta"][cand], flat["Phi"][cand], rng
+            )
+            eff = self.efficiency(flavour, pt, eta)
             passed = rng.random(len(cand)) < eff
-            cand, pt = cand[passed], pt[passed]
+            cand, pt, eta, phi = cand[passed], pt[passed], eta[passed], phi[passed]
             isolated = self._isolated(flavour, cand, pt, flat, event, final)
             cand, pt = cand[isolated], pt[isolated]
+            eta, phi = eta[isolated], phi[isolated]
             order = np.lexsort((-pt, event[cand]))
-            cand, pt = cand[order], pt[order]
+            cand, pt, eta, phi = cand[order], pt[order], eta[order], phi[order]
             used[cand] = True
             out[flavour] = _collection(
                 event[cand],
                 n_events,
                 {
                     "PT": pt.astype(np.float32),
-                    "Eta": flat["Eta"][cand].astype(np.float32),
-                    "Phi": flat["Phi"][cand].astype(np.float32),
+                    "Eta": eta.astype(np.float32),
+                    "Phi": phi.astype(np.float32),
                     "Charge": flat["Charge"][cand].astype(np.int32),
                 },
             )
