@@ -12,9 +12,9 @@ from cinnflow.closure import (
     automatic_edges,
     bin_index,
     bootstrap_replicas,
-    ibu_unfold,
     closure_chi2,
     closure_histograms,
+    ibu_unfold,
     median_abs_deviation,
     peak_position,
     run_closure,
@@ -263,8 +263,9 @@ def test_run_closure(tmp_path):
         # 40 replicas: a variance to sqrt(2 / 40) = 22%; the median over bins is
         # much closer to the exact (analytic) Poisson-bootstrap variance.
         assert 0.8 < written["bootstrap_variance_ratio"][name] < 1.2, name
-        assert written["max_abs_deviation"][name] >= (
-            written["median_abs_deviation"][name]
+        assert (
+            written["max_abs_deviation"][name]
+            >= (written["median_abs_deviation"][name])
         )
         # Detector level = parton level here: IBU of an identity response closes.
         assert written["baseline"]["chi2_ndf"][name] < 1.5, name
@@ -330,8 +331,9 @@ def test_bootstrap_matches_the_analytic_variances():
     np.testing.assert_allclose(
         truth_rep.mean(axis=0), analytic.truth.values(flow=True), rtol=0.05, atol=3
     )
-    ratio = np.var(unfolded_rep, axis=0, ddof=1)[3:-3] / (
-        analytic.unfolded.variances(flow=True)[3:-3]
+    ratio = (
+        np.var(unfolded_rep, axis=0, ddof=1)[3:-3]
+        / (analytic.unfolded.variances(flow=True)[3:-3])
     )
     # The draw resampling adds the Monte Carlo variance of the n_draws = 50 draws:
     # about 10% on top of the analytic (event-only) variance here.

@@ -96,7 +96,9 @@ def test_whitening_gives_unit_covariance():
     truth, draws = _correlated_posterior(rng, draw_rho=RHO, n_events=50)
     pool = standardise_posterior(truth, draws)
     covariance = np.einsum("ekd,ekf->edf", pool, pool) / (pool.shape[1] - 1)
-    np.testing.assert_allclose(covariance, np.broadcast_to(np.eye(DIM), covariance.shape), atol=1e-6)
+    np.testing.assert_allclose(
+        covariance, np.broadcast_to(np.eye(DIM), covariance.shape), atol=1e-6
+    )
 
 
 def test_joint_check_rejects_bad_shapes():

@@ -98,7 +98,9 @@ def standardise_posterior(truth, draws, *, kinds=None):
     for column, kind in enumerate(kinds):
         if kind == "phi":
             angles = pool[..., column]
-            centre = np.arctan2(np.sin(angles).mean(axis=1), np.cos(angles).mean(axis=1))
+            centre = np.arctan2(
+                np.sin(angles).mean(axis=1), np.cos(angles).mean(axis=1)
+            )
             pool[..., column] = _wrap(angles - centre[:, None])
     pool -= pool.mean(axis=1, keepdims=True)
     covariance = np.einsum("ekd,ekf->edf", pool, pool) / (pool.shape[1] - 1)

@@ -124,7 +124,9 @@ def _detector_slices(posterior, jets, n_slices):
         index,
         {i: _slice_label(edges[i], edges[i + 1], "GeV") for i in range(n_slices)},
     )
-    multiplicity = jet_multiplicity(posterior.c_detector, posterior.detector_names, jets)
+    multiplicity = jet_multiplicity(
+        posterior.c_detector, posterior.detector_names, jets
+    )
     values = np.unique(multiplicity)
     if values.size > 1:
         slicings["jet_multiplicity"] = (
@@ -143,8 +145,16 @@ def _write_slices_csv(slices, path):
     """Long-format CSV: slicing, slice, observable, calibration error, coverages."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["slicing", "slice", "observable", "calibration_error",
-                         *COVERAGE_LEVELS, "n_events"])
+        writer.writerow(
+            [
+                "slicing",
+                "slice",
+                "observable",
+                "calibration_error",
+                *COVERAGE_LEVELS,
+                "n_events",
+            ]
+        )
         for slicing, entries in slices.items():
             for label, entry in entries.items():
                 for name, error in entry["calibration_error"].items():

@@ -91,9 +91,11 @@ def ibu_unfold(
     n_effect = len(detector_edges) + 1
     cause = bin_index(train_parton, parton_edges)
     effect = bin_index(train_detector, detector_edges)
-    counts = np.bincount(
-        effect * n_cause + cause, minlength=n_effect * n_cause
-    ).reshape(n_effect, n_cause).astype(np.float64)
+    counts = (
+        np.bincount(effect * n_cause + cause, minlength=n_effect * n_cause)
+        .reshape(n_effect, n_cause)
+        .astype(np.float64)
+    )
     n_per_cause = counts.sum(axis=0)
     # Causes the training sample never fills: no information; keep them out of the
     # unfolding (an empty response column would divide by zero).

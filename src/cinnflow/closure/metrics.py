@@ -237,9 +237,10 @@ def bootstrap_replicas(
         return {}
     n_events, n_draws = np.shape(draw_bins[names[0]])
     for name in names:
-        if np.shape(truth_bins[name]) != (n_events,) or np.shape(
-            draw_bins[name]
-        ) != (n_events, n_draws):
+        if np.shape(truth_bins[name]) != (n_events,) or np.shape(draw_bins[name]) != (
+            n_events,
+            n_draws,
+        ):
             msg = (
                 f"{name!r}: truth bins of shape {np.shape(truth_bins[name])} and "
                 f"draw bins of shape {np.shape(draw_bins[name])}; expected "
@@ -252,7 +253,10 @@ def bootstrap_replicas(
         else np.asarray(event_weights, dtype=np.float64)
     )
     result = {
-        name: (np.empty((n_replicas, n_flow[name])), np.empty((n_replicas, n_flow[name])))
+        name: (
+            np.empty((n_replicas, n_flow[name])),
+            np.empty((n_replicas, n_flow[name])),
+        )
         for name in names
     }
     for replica in range(int(n_replicas)):

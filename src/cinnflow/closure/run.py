@@ -30,8 +30,8 @@ from cinnflow.io.atomic import atomic_path
 from cinnflow.physics.observables import all_observables, observable_label
 from cinnflow.physics.posterior import load_posterior
 from cinnflow.plotting.closure import plot_closure
-from cinnflow.preparation.prepare import load_arrays
 from cinnflow.plotting.style import save_figure
+from cinnflow.preparation.prepare import load_arrays
 
 __all__ = ["detector_counterparts", "detector_observables", "run_closure"]
 
@@ -389,7 +389,9 @@ def run_closure(
         truth_variance = booted.truth.variances(flow=True)
         results = {
             "": closure_chi2(
-                unfolded, truth_counts, truth_variance + booted.unfolded.variances(flow=True)
+                unfolded,
+                truth_counts,
+                truth_variance + booted.unfolded.variances(flow=True),
             ),
             "_paired": closure_chi2(unfolded, truth_counts, booted.diff_variance),
             "_analytic": closure_chi2(
@@ -399,9 +401,9 @@ def run_closure(
             ),
         }
         metrics["chi2_ndf"][name], ndf, metrics["p_value"][name] = results[""]
-        metrics["chi2_ndf_paired"][name], _, metrics["p_value_paired"][name] = (
-            results["_paired"]
-        )
+        metrics["chi2_ndf_paired"][name], _, metrics["p_value_paired"][name] = results[
+            "_paired"
+        ]
         metrics["chi2_ndf_analytic"][name], _, metrics["p_value_analytic"][name] = (
             results["_analytic"]
         )

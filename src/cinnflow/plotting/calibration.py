@@ -129,7 +129,9 @@ def plot_slices(slices, *, labels):
     height = 1.5 + 0.32 * max(len(names), 1)
     with style_context():
         fig, axes = new_figure(
-            1, 2, figsize=(4 + 3.2 * max(len(slice_labels), 1), height),
+            1,
+            2,
+            figsize=(4 + 3.2 * max(len(slice_labels), 1), height),
             layout="constrained",
         )
         panels = (
@@ -147,8 +149,14 @@ def plot_slices(slices, *, labels):
             if values.size:
                 ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
                 for (row, col), value in np.ndenumerate(values):
-                    ax.text(col, row, f"{value:.3f}", ha="center", va="center",
-                            fontsize="xx-small")
+                    ax.text(
+                        col,
+                        row,
+                        f"{value:.3f}",
+                        ha="center",
+                        va="center",
+                        fontsize="xx-small",
+                    )
             ax.set_xticks(range(len(slice_labels)))
             ax.set_xticklabels(
                 [f"{s}\n({slices[s]['n_events']} ev.)" for s in slice_labels],
