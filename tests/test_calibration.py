@@ -124,12 +124,17 @@ def _write_posterior(path, rng, *, width_factor=1.0):
     draws = offset + scale * (
         mu + width_factor * rng.normal(size=(N_EVENTS, N_DRAWS, 12))
     )
+    # Detector level: a function of mu (plus noise independent of the truth), so the
+    # posterior N(mu, scale) stays calibrated in every detector-level slice.
+    c_detector = (offset + scale * mu[:, 0])[:, :6] + rng.normal(size=(N_EVENTS, 6))
     np.savez(
         path,
         x_parton=x.astype(np.float32),
         draws=draws.astype(np.float32),
         parton_names=np.array(NAMES),
         parton_kinds=np.array(KINDS),
+        c_detector=c_detector.astype(np.float32),
+        detector_names=np.array([n.replace("q", "j") for n in NAMES[:6]]),
     )
 
 
@@ -148,6 +153,10 @@ def test_run_calibration(tmp_path):
         derived=DEFAULT_DEFINITIONS,
         n_levels=51,
         seed=3,
+        slices_path=tmp_path / "metrics" / "slices.json",
+        slices_csv=tmp_path / "plots" / "slices.csv",
+        jets=["j1", "j2"],
+        n_slices=4,
     )
 
     written = json.loads(metrics_path.read_text())
@@ -157,9 +166,20 @@ def test_run_calibration(tmp_path):
         "coverage_68",
         "coverage_95",
         "max_calibration_error",
+        "multivariate",
         "n_events",
         "n_draws",
     }
+    # Independent Gaussian columns drawn from the right posterior: jointly calibrated.
+    assert written["multivariate"]["n_dimensions"] == 12
+    assert written["multivariate"]["calibration_error"] < 0.04
+    assert written["multivariate"]["ks_p_value"] > 0.01
+    slices = json.loads((tmp_path / "metrics" / "slices.json").read_text())
+    # Two jets in every event: one multiplicity, so only the leading-jet-pT slicing.
+    assert list(slices) == ["leading_jet_pt"]
+    assert [s["n_events"] for s in slices["leading_jet_pt"].values()] == [500] * 4
+    for entry in slices["leading_jet_pt"].values():
+        assert max(entry["calibration_error"].values()) < 0.09
     observables = NAMES + list(DEFAULT_DEFINITIONS)
     assert list(written["calibration_error"]) == observables
     assert (written["n_events"], written["n_draws"]) == (N_EVENTS, N_DRAWS)
@@ -170,14 +190,16 @@ def test_run_calibration(tmp_path):
 
     with open(curves_csv, newline="") as stream:
         rows = list(csv.reader(stream))
-    assert rows[0] == ["nominal", *observables]
+    assert rows[0] == ["nominal", *observables, "energy_score"]
     assert len(rows) == 52
     assert float(rows[-1][0]) == 1.0
 
     pngs = sorted(p.name for p in plots_dir.iterdir())
-    groups = ["derived", "l1", "l2", "q1", "q2"]
+    groups = ["derived", "joint", "l1", "l2", "q1", "q2"]
     assert pngs == sorted(
-        [f"calibration_{g}.png" for g in groups] + [f"pit_{g}.png" for g in groups]
+        [f"calibration_{g}.png" for g in groups]
+        + [f"pit_{g}.png" for g in groups]
+        + ["slices_leading_jet_pt.png"]
     )
     leftovers = [p for p in tmp_path.rglob(".*tmp*")]
     assert leftovers == []

@@ -10,8 +10,11 @@ import vector
 from cinnflow.closure import (
     PEAK_TARGETS,
     automatic_edges,
+    bin_index,
+    bootstrap_replicas,
     closure_chi2,
     closure_histograms,
+    ibu_unfold,
     median_abs_deviation,
     peak_position,
     run_closure,
@@ -210,6 +213,20 @@ def test_run_closure(tmp_path):
     histograms_csv = tmp_path / "plots" / "closure.csv"
     plots_dir = tmp_path / "plots" / "closure"
 
+    # Training sample for the IBU response: independent events, same generator.
+    x_train, _ = _zw_posterior(rng, N_EVENTS, 1)
+    c_train = np.zeros((N_EVENTS, 16), dtype=np.float32)
+    for i in range(4):
+        c_train[:, 4 * i : 4 * i + 3] = x_train[:, 3 * i : 3 * i + 3]
+    train = tmp_path / "train.npz"
+    np.savez(
+        train,
+        x_parton=x_train,
+        c_detector=c_train,
+        parton_names=np.array(NAMES),
+        detector_names=np.array(detector_names),
+    )
+
     metrics = run_closure(
         posterior,
         metrics_path=metrics_path,
@@ -217,6 +234,9 @@ def test_run_closure(tmp_path):
         plots_dir=plots_dir,
         derived=DEFAULT_DEFINITIONS,
         n_bins=30,
+        train_path=train,
+        n_bootstrap=40,
+        seed=5,
     )
 
     written = json.loads(metrics_path.read_text())
@@ -226,11 +246,29 @@ def test_run_closure(tmp_path):
         "p_value",
         "chi2_ndf_paired",
         "p_value_paired",
+        "chi2_ndf_analytic",
+        "p_value_analytic",
+        "chi2_ndf_paired_analytic",
+        "bootstrap_variance_ratio",
         "median_abs_deviation",
+        "max_abs_deviation",
         "peak",
+        "baseline",
         "n_events",
         "n_draws",
+        "n_bootstrap",
     }
+    assert written["n_bootstrap"] == 40
+    for name in NAMES + list(DEFAULT_DEFINITIONS):
+        # 40 replicas: a variance to sqrt(2 / 40) = 22%; the median over bins is
+        # much closer to the exact (analytic) Poisson-bootstrap variance.
+        assert 0.8 < written["bootstrap_variance_ratio"][name] < 1.2, name
+        assert (
+            written["max_abs_deviation"][name]
+            >= (written["median_abs_deviation"][name])
+        )
+        # Detector level = parton level here: IBU of an identity response closes.
+        assert written["baseline"]["chi2_ndf"][name] < 1.5, name
     observables = NAMES + list(DEFAULT_DEFINITIONS)
     assert list(written["chi2_ndf"]) == observables
     for name in observables:
@@ -238,6 +276,7 @@ def test_run_closure(tmp_path):
         # uncertainties of both histograms) is far below 1, the paired one near 1.
         assert written["chi2_ndf"][name] < 1.0, name
         assert 0.4 < written["chi2_ndf_paired"][name] < 2.0, name
+        assert written["chi2_ndf_analytic"][name] < 1.0, name
         assert written["chi2_ndf"][name] < written["chi2_ndf_paired"][name], name
         assert written["median_abs_deviation"][name] < 0.1, name
     assert set(written["peak"]) == {"m_qq", "m_ll"}
@@ -272,3 +311,73 @@ def test_run_closure_unknown_peak(tmp_path):
             plots_dir=tmp_path / "plots",
         )
     assert not (tmp_path / "m.json").exists()
+
+
+def test_bootstrap_matches_the_analytic_variances():
+    rng = np.random.default_rng(31)
+    truth, draws = _gaussian_posterior(rng)
+    edges = np.linspace(-6.0, 6.0, 13)
+    analytic = closure_histograms(truth, draws, edges)
+    replicas = bootstrap_replicas(
+        {"x": bin_index(truth, edges)},
+        {"x": bin_index(draws, edges)},
+        {"x": edges.size + 1},
+        n_replicas=200,
+        rng=np.random.default_rng(32),
+    )
+    truth_rep, unfolded_rep = replicas["x"]
+    assert truth_rep.shape == unfolded_rep.shape == (200, 14)
+    # Every replica resamples events: its mean is the nominal histogram.
+    np.testing.assert_allclose(
+        truth_rep.mean(axis=0), analytic.truth.values(flow=True), rtol=0.05, atol=3
+    )
+    ratio = (
+        np.var(unfolded_rep, axis=0, ddof=1)[3:-3]
+        / (analytic.unfolded.variances(flow=True)[3:-3])
+    )
+    # The draw resampling adds the Monte Carlo variance of the n_draws = 50 draws:
+    # about 10% on top of the analytic (event-only) variance here.
+    assert np.median(ratio) == pytest.approx(1.0, abs=0.15)
+    assert np.median(ratio) == pytest.approx(1.1129, abs=1e-3)
+    paired = np.var(unfolded_rep - truth_rep, axis=0, ddof=1)[3:-3]
+    assert np.median(paired / analytic.diff_variance[3:-3]) == pytest.approx(
+        1.0, abs=0.2
+    )
+    with pytest.raises(ConfigError, match="n_replicas"):
+        bootstrap_replicas({}, {}, {}, n_replicas=1, rng=rng)
+
+
+def test_ibu_unfolds_a_smeared_spectrum():
+    rng = np.random.default_rng(33)
+    edges = np.linspace(0.0, 10.0, 21)
+
+    def sample(n, slope):
+        parton = rng.exponential(slope, n)
+        return parton, parton + rng.normal(0.0, 0.6, n)
+
+    train_parton, train_detector = sample(200_000, 3.0)
+    test_parton, test_detector = sample(20_000, 3.0)
+    result = ibu_unfold(
+        train_parton,
+        train_detector,
+        test_detector,
+        parton_edges=edges,
+        detector_edges=edges,
+    )
+    truth = np.bincount(bin_index(test_parton, edges), minlength=22)
+    detector = np.bincount(bin_index(test_detector, edges), minlength=22)
+    assert result.n_iterations == 4
+    assert result.unfolded.sum() == pytest.approx(20_000, rel=1e-6)
+    chi2_ibu, _, _ = closure_chi2(result.unfolded, truth, truth + result.variance)
+    chi2_detector, _, _ = closure_chi2(detector, truth, 2.0 * truth)
+    assert chi2_ibu < 2.0
+    assert chi2_detector > 5.0 * chi2_ibu
+    with pytest.raises(ConfigError, match="n_iterations"):
+        ibu_unfold(
+            train_parton,
+            train_detector,
+            test_detector,
+            parton_edges=edges,
+            detector_edges=edges,
+            n_iterations=0,
+        )

@@ -197,9 +197,10 @@ def test_prepare_pairs_the_file_it_reads_and_splits_reproducibly(simulated, tmp_
     assert np.median(np.abs(test["x_parton"][:, 7] - test["c_detector"][:, 9])) < 0.01
     record = json.loads((tmp_path / "a" / "provenance.json").read_text())
     assert record["split_seed"] == 11 and record["split_sizes"] == sizes
-    assert record["inputs"][0]["sha256"] == hashlib.sha256(
-        simulated.read_bytes()
-    ).hexdigest()
+    assert (
+        record["inputs"][0]["sha256"]
+        == hashlib.sha256(simulated.read_bytes()).hexdigest()
+    )
 
 
 @needs_real

@@ -30,8 +30,13 @@ STAGE_PARAMS = {
     "plot_events": [],
     "sample": ["seed", "sampling"],
     "calibrate": ["seed", "process", "evaluation"],
-    "closure": ["process"],
-    "summarize": ["evaluation.bars"],
+    "closure": [
+        "seed",
+        "process",
+        "evaluation.n_bootstrap",
+        "evaluation.ibu_iterations",
+    ],
+    "summarize": ["evaluation.bars", "evaluation.validation_bars"],
 }
 
 #: Outputs kept out of the DVC cache and shown by `dvc metrics` / `dvc plots`.
@@ -39,6 +44,14 @@ METRICS = ("results/metrics/",)
 PLOTS = {
     "results/training/loss.csv": {"x": "epoch", "y": ["train_loss", "val_loss"]},
     "results/plots/calibration_curves.csv": {"x": "nominal"},
+    "results/plots/calibration_slices.csv": {
+        "x": "slice",
+        "y": ["calibration_error", "coverage_68", "coverage_95"],
+    },
+    "results/plots/closure_histograms.csv": {
+        "x": "bin_low",
+        "y": ["truth", "unfolded", "ibu"],
+    },
 }
 
 #: Code each stage depends on besides its inputs (rules, scripts and the package).

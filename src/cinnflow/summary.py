@@ -15,8 +15,64 @@ def _fmt(value, digits=3):
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _validation_checks(calibration, closure, parton, bars):
+    """Verdicts on the issue-5 bars: every observable, coverage windows, joint."""
+    checks = {}
+    errors = {
+        k: v for k, v in calibration["calibration_error"].items() if v is not None
+    }
+    worst = max(errors, key=errors.get)
+    checks["calibration_error"] = {
+        "limit": bars["calibration_error"],
+        "worst": errors[worst],
+        "worst_observable": worst,
+        "failing": sorted(
+            n for n, v in errors.items() if v > bars["calibration_error"]
+        ),
+    }
+    for key in ("coverage_68", "coverage_95"):
+        low, high = bars[key]
+        values = {n: calibration[key][n] for n in parton}
+        outside = {n: v for n, v in values.items() if not low <= v <= high}
+        centre = 0.5 * (low + high)
+        worst = max(values, key=lambda n: abs(values[n] - centre))
+        checks[key] = {
+            "window": [low, high],
+            "worst": values[worst],
+            "worst_observable": worst,
+            "failing": sorted(outside),
+        }
+    chi2 = {k: v for k, v in closure["chi2_ndf"].items() if v is not None}
+    worst = max(chi2, key=chi2.get)
+    checks["chi2_ndf"] = {
+        "limit": bars["chi2_ndf"],
+        "worst": chi2[worst],
+        "worst_observable": worst,
+        "failing": sorted(n for n, v in chi2.items() if v > bars["chi2_ndf"]),
+    }
+    joint = calibration.get("multivariate", {}).get("calibration_error")
+    checks["multivariate_calibration_error"] = {
+        "limit": bars["multivariate_calibration_error"],
+        "worst": joint,
+        "worst_observable": "energy_score",
+        "failing": []
+        if joint is not None and joint <= bars["multivariate_calibration_error"]
+        else ["energy_score"],
+    }
+    for check in checks.values():
+        check["pass"] = not check["failing"]
+    return checks
+
+
 def summarize(
-    calibration_path, closure_path, *, parton_names, bars, table_path, bars_path
+    calibration_path,
+    closure_path,
+    *,
+    parton_names,
+    bars,
+    table_path,
+    bars_path,
+    validation_bars=None,
 ):
     """Write a Markdown table per observable and a JSON verdict per bar.
 
@@ -26,6 +82,11 @@ def summarize(
         parton_names: the parton-level columns the bars apply to.
         bars: ``calibration_error``, ``chi2_ndf``, ``median_abs_deviation`` and
             ``peak_shift_gev`` upper limits.
+        validation_bars: issue-5 bars (``calibration_error`` and ``chi2_ndf`` of
+            every observable, ``coverage_68`` / ``coverage_95`` windows of the
+            parton columns, ``multivariate_calibration_error``), or None. Their
+            verdicts go to ``validation`` in ``bars_path``, each with the list of
+            failing observables.
         table_path: Markdown file to write.
         bars_path: JSON file to write: for each bar the limit, the worst value, the
             observable where it occurs and whether it passes, plus ``all_pass``.
@@ -60,11 +121,18 @@ def summarize(
         {n: abs(peak["shift"]) for n, peak in closure["peak"].items()},
     )
     verdict = {"bars": checks, "all_pass": all(c["pass"] for c in checks.values())}
+    validation = {}
+    if validation_bars is not None:
+        validation = _validation_checks(calibration, closure, parton, validation_bars)
+        verdict["validation"] = validation
+        verdict["validation_pass"] = all(c["pass"] for c in validation.values())
 
+    baseline = closure.get("baseline", {}).get("chi2_ndf", {})
     header = (
         "| observable | calibration error | 68% coverage | 95% coverage "
-        "| chi2/ndf | chi2/ndf (paired) | median abs(unf/truth - 1) |\n"
-        "| --- | --- | --- | --- | --- | --- | --- |\n"
+        "| chi2/ndf | chi2/ndf (paired) | max abs(unf/truth - 1) "
+        "| median abs(unf/truth - 1) | IBU chi2/ndf |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
     )
     lines = [
         f"| {name} | {_fmt(calibration['calibration_error'].get(name))} "
@@ -72,9 +140,17 @@ def summarize(
         f"| {_fmt(calibration['coverage_95'].get(name))} "
         f"| {_fmt(closure['chi2_ndf'].get(name), 2)} "
         f"| {_fmt(closure.get('chi2_ndf_paired', {}).get(name), 2)} "
-        f"| {_fmt(closure['median_abs_deviation'].get(name))} |"
+        f"| {_fmt(closure.get('max_abs_deviation', {}).get(name))} "
+        f"| {_fmt(closure['median_abs_deviation'].get(name))} "
+        f"| {_fmt(baseline.get(name), 2)} |"
         for name in calibration["calibration_error"]
     ]
+    joint = calibration.get("multivariate")
+    if joint:
+        lines.append(
+            f"| joint (energy-score rank, {joint['n_dimensions']}-d) "
+            f"| {_fmt(joint['calibration_error'])} | | | | | | | |"
+        )
     peaks = [
         f"- {name} peak: unfolded {_fmt(p['unfolded'], 2)} GeV, truth "
         f"{_fmt(p['truth'], 2)} GeV, shift {_fmt(p['shift'], 2)} GeV"
@@ -85,19 +161,37 @@ def summarize(
         f"-> {'pass' if c['pass'] else 'FAIL'}"
         for bar, c in checks.items()
     ]
+
+    def bound(check):
+        return f"in {check['window']}" if "window" in check else f"<= {check['limit']}"
+
+    validation_lines = [
+        f"- {bar} {bound(c)}: worst {_fmt(c['worst'])} ({c['worst_observable']}) -> "
+        f"{'pass' if c['pass'] else 'FAIL: ' + ', '.join(c['failing'])}"
+        for bar, c in validation.items()
+    ]
     text = (
         header
         + "\n".join(lines)
-        + "\n\n"
+        + "\n\nchi2/ndf: bootstrap (events and draws) uncertainties of both "
+        "histograms; IBU: iterative Bayesian unfolding of the detector-level "
+        "counterpart, response from the training sample.\n\n"
         + "\n".join(peaks)
         + "\n\nBars (12 parton observables; peaks of the masses):\n"
         + "\n".join(verdicts)
         + "\n"
     )
+    if validation_lines:
+        text += (
+            "\nIssue 5 bars (calibration error and chi2/ndf of every observable, "
+            "coverage of the 12 parton observables, joint check):\n"
+            + "\n".join(validation_lines)
+            + "\n"
+        )
     with atomic_path(table_path) as tmp:
         Path(tmp).write_text(text)
     with atomic_path(bars_path) as tmp:
         Path(tmp).write_text(json.dumps(verdict, indent=2))
-    for line in verdicts:
+    for line in verdicts + validation_lines:
         logger.info("%s", line)
     return verdict

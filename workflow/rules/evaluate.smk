@@ -3,7 +3,9 @@ rule calibrate:
         "results/posterior/test.npz",
     output:
         metrics="results/metrics/calibration.json",
+        slices="results/metrics/calibration_slices.json",
         curves="results/plots/calibration_curves.csv",
+        slices_csv="results/plots/calibration_slices.csv",
         plots=report(
             directory("results/plots/calibration"),
             patterns=["{name}.png"],
@@ -16,6 +18,8 @@ rule calibrate:
     params:
         derived=PROCESS.get("derived", {}),
         n_levels=config["evaluation"]["n_levels"],
+        n_slices=config["evaluation"]["n_slices"],
+        jets=PROCESS["detector"]["jets"],
         seed=config["seed"] + 11,
     resources:
         mem_mb=8000,
@@ -25,7 +29,8 @@ rule calibrate:
 
 rule closure:
     input:
-        "results/posterior/test.npz",
+        posterior="results/posterior/test.npz",
+        train="results/prepared/train.npz",
     output:
         metrics="results/metrics/closure.json",
         histograms="results/plots/closure_histograms.csv",
@@ -40,6 +45,9 @@ rule closure:
         "../envs/cinnflow.yaml"
     params:
         derived=PROCESS.get("derived", {}),
+        n_bootstrap=config["evaluation"]["n_bootstrap"],
+        ibu_iterations=config["evaluation"]["ibu_iterations"],
+        seed=config["seed"] + 13,
     resources:
         mem_mb=8000,
     script:
@@ -60,5 +68,6 @@ rule summarize:
         "../envs/cinnflow.yaml"
     params:
         bars=config["evaluation"]["bars"],
+        validation_bars=config["evaluation"]["validation_bars"],
     script:
         "../scripts/summarize.py"

@@ -13,4 +13,8 @@ run_calibration(
     derived=dict(sm.params.derived),
     n_levels=sm.params.n_levels,
     seed=sm.params.seed,
+    slices_path=sm.output.slices,
+    slices_csv=sm.output.slices_csv,
+    jets=list(sm.params.jets),
+    n_slices=sm.params.n_slices,
 )

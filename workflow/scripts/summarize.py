@@ -11,6 +11,7 @@ summarize(
     sm.input.closure,
     parton_names=[str(n) for n in load_arrays(sm.input.test)["parton_names"]],
     bars=dict(sm.params.bars),
+    validation_bars=dict(sm.params.validation_bars),
     table_path=sm.output.table,
     bars_path=sm.output.bars,
 )

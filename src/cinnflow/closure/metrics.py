@@ -37,8 +37,11 @@ __all__ = [
     "PEAK_TARGETS",
     "ClosureHistograms",
     "automatic_edges",
+    "bin_index",
+    "bootstrap_replicas",
     "closure_chi2",
     "closure_histograms",
+    "max_abs_deviation",
     "median_abs_deviation",
     "peak_position",
     "wrap_phi",
@@ -128,7 +131,7 @@ def automatic_edges(truth, kind, *, name=None, n_bins=DEFAULT_BINS, peaks=None):
     return np.linspace(low, high, n_bins + 1)
 
 
-def _bin_index(values, edges):
+def bin_index(values, edges):
     """Flow-inclusive bin index: 0 underflow, 1..n_bins regular, n_bins + 1 overflow.
 
     Same convention as boost-histogram: bins are [low, high), the last edge itself
@@ -175,8 +178,8 @@ def closure_histograms(truth, draws, edges, *, name=""):
     )
 
     # Per-event weights c_ib, shape (n_events, n_bins + 2); see the module docstring.
-    truth_bin = _bin_index(truth, edges)
-    event_bin = np.arange(n_events)[:, None] * n_flow + _bin_index(draws, edges)
+    truth_bin = bin_index(truth, edges)
+    event_bin = np.arange(n_events)[:, None] * n_flow + bin_index(draws, edges)
     per_event = np.bincount(event_bin.ravel(), minlength=n_events * n_flow)
     per_event = per_event.reshape(n_events, n_flow) / n_draws
     var_unfolded = np.einsum("ib,ib->b", per_event, per_event)
@@ -193,6 +196,84 @@ def closure_histograms(truth, draws, edges, *, name=""):
         diff_variance=np.clip(diff_variance, 0.0, None),
         n_events=n_events,
     )
+
+
+def bootstrap_replicas(
+    truth_bins, draw_bins, n_flow, *, n_replicas, rng, event_weights=None
+):
+    """Bootstrap replicas of the truth and unfolded histograms of many observables.
+
+    Each replica resamples the test events and, within each event, its posterior
+    draws: event ``i`` gets the weight ``W_i * w_i`` with ``W_i ~ Poisson(1)`` (the
+    Poisson bootstrap of the events) and ``w_i`` the optional ``event_weights``,
+    and its draws the weights ``V_ij ~ Poisson(1)`` normalised to sum to one per
+    event (a resampling of the draws that keeps every event's total weight). The
+    same weights serve every observable, so the replicas keep the correlations
+    between observables and between the truth and unfolded histograms (the same
+    events enter both).
+
+    Args:
+        truth_bins: observable -> flow-inclusive bin index of each event's truth
+            (``bin_index``), int, shape ``(n_events,)``.
+        draw_bins: observable -> bin index of each draw, shape
+            ``(n_events, n_draws)``.
+        n_flow: observable -> number of bins including both flow bins.
+        n_replicas: number of replicas, >= 2.
+        rng: ``numpy.random.Generator``.
+        event_weights: weight per event, shape ``(n_events,)``, or None.
+
+    Returns:
+        dict: observable -> ``(truth, unfolded)`` replica contents, each of shape
+        ``(n_replicas, n_flow)``.
+
+    Raises:
+        ConfigError: fewer than two replicas or shapes that do not match.
+    """
+    if int(n_replicas) != n_replicas or n_replicas < 2:  # noqa: PLR2004
+        msg = f"n_replicas must be an integer >= 2, got {n_replicas!r}"
+        raise ConfigError(msg)
+    names = list(truth_bins)
+    if not names:
+        return {}
+    n_events, n_draws = np.shape(draw_bins[names[0]])
+    for name in names:
+        if np.shape(truth_bins[name]) != (n_events,) or np.shape(draw_bins[name]) != (
+            n_events,
+            n_draws,
+        ):
+            msg = (
+                f"{name!r}: truth bins of shape {np.shape(truth_bins[name])} and "
+                f"draw bins of shape {np.shape(draw_bins[name])}; expected "
+                f"({n_events},) and ({n_events}, {n_draws})"
+            )
+            raise ConfigError(msg)
+    base = (
+        np.ones(n_events)
+        if event_weights is None
+        else np.asarray(event_weights, dtype=np.float64)
+    )
+    result = {
+        name: (
+            np.empty((n_replicas, n_flow[name])),
+            np.empty((n_replicas, n_flow[name])),
+        )
+        for name in names
+    }
+    for replica in range(int(n_replicas)):
+        event_weight = base * rng.poisson(1.0, size=n_events)
+        draw_weight = rng.poisson(1.0, size=(n_events, n_draws)).astype(np.float64)
+        total = np.maximum(draw_weight.sum(axis=1, keepdims=True), 1.0)
+        draw_weight *= event_weight[:, None] / total
+        flat_weight = draw_weight.ravel()
+        for name in names:
+            truth_rep, unfolded_rep = result[name]
+            truth_rep[replica] = np.bincount(
+                truth_bins[name], weights=event_weight, minlength=n_flow[name]
+            )
+            unfolded_rep[replica] = np.bincount(
+                np.ravel(draw_bins[name]), weights=flat_weight, minlength=n_flow[name]
+            )
+    return result
 
 
 def closure_chi2(unfolded, truth, variance):
@@ -247,6 +328,27 @@ def median_abs_deviation(unfolded, truth, *, n_events, min_fraction=MIN_BIN_FRAC
         logger.warning("no bin holds %.1f%% of the events", 100 * min_fraction)
         return float("nan")
     return float(np.median(np.abs(unfolded[used] / truth[used] - 1.0)))
+
+
+def max_abs_deviation(unfolded, truth, *, n_events, min_fraction=MIN_BIN_FRACTION):
+    """Largest ``|unfolded / truth - 1|`` over the well-populated bins.
+
+    Args:
+        unfolded: regular bin contents, shape ``(n_bins,)``.
+        truth: regular bin contents, same shape.
+        n_events: number of test events (or their summed weight).
+        min_fraction: a bin enters if its truth holds at least this fraction of the
+            test events.
+
+    Returns:
+        float: the largest relative deviation, NaN if no bin qualifies.
+    """
+    unfolded = np.asarray(unfolded, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.float64)
+    used = truth >= max(min_fraction * n_events, np.finfo(float).tiny)
+    if not np.any(used):
+        return float("nan")
+    return float(np.max(np.abs(unfolded[used] / truth[used] - 1.0)))
 
 
 def peak_position(

@@ -7,7 +7,7 @@ from scipy import stats
 
 from cinnflow.plotting.style import COLORS, add_label, new_figure, style_context
 
-__all__ = ["plot_calibration_curves", "plot_pit_histograms"]
+__all__ = ["plot_calibration_curves", "plot_pit_histograms", "plot_slices"]
 
 #: Number of bins of the PIT histograms; 20 keeps ~100 events per bin at 2000 events.
 PIT_BINS = 20
@@ -97,4 +97,73 @@ def plot_pit_histograms(quantiles, *, labels, n_bins=PIT_BINS, ncols=3):
             ax.set_ylabel("events", fontsize="small")
             ax.tick_params(labelsize="x-small")
             ax.set_title(labels.get(name, name), fontsize="small")
+    return fig
+
+
+#: Colour scale limits of the slice maps: calibration error and coverage offsets.
+SLICE_ERROR_MAX = 0.1
+SLICE_COVERAGE_SPAN = 0.1
+
+
+def plot_slices(slices, *, labels):
+    """Calibration error and 68% coverage of every observable in each slice.
+
+    Args:
+        slices: slice label -> ``{"n_events", "calibration_error": {obs: v},
+            "coverage_68": {obs: v}, ...}`` (``sliced_calibration``).
+        labels: observable name -> plot label.
+
+    Returns:
+        matplotlib.figure.Figure: two maps (observables x slices) with the values
+        written in the cells: the calibration error (0 is perfect) and the 68%
+        coverage minus 0.68.
+    """
+    slice_labels = list(slices)
+    names = list(next(iter(slices.values()))["calibration_error"]) if slices else []
+    error = np.array(
+        [[slices[s]["calibration_error"][n] for s in slice_labels] for n in names]
+    )
+    coverage = np.array(
+        [[slices[s]["coverage_68"][n] - 0.68 for s in slice_labels] for n in names]
+    )
+    height = 1.5 + 0.32 * max(len(names), 1)
+    with style_context():
+        fig, axes = new_figure(
+            1,
+            2,
+            figsize=(4 + 3.2 * max(len(slice_labels), 1), height),
+            layout="constrained",
+        )
+        panels = (
+            (axes[0, 0], error, "calibration error", "Reds", 0.0, SLICE_ERROR_MAX),
+            (
+                axes[0, 1],
+                coverage,
+                "68% coverage - 0.68",
+                "RdBu",
+                -SLICE_COVERAGE_SPAN,
+                SLICE_COVERAGE_SPAN,
+            ),
+        )
+        for ax, values, title, cmap, vmin, vmax in panels:
+            if values.size:
+                ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+                for (row, col), value in np.ndenumerate(values):
+                    ax.text(
+                        col,
+                        row,
+                        f"{value:.3f}",
+                        ha="center",
+                        va="center",
+                        fontsize="xx-small",
+                    )
+            ax.set_xticks(range(len(slice_labels)))
+            ax.set_xticklabels(
+                [f"{s}\n({slices[s]['n_events']} ev.)" for s in slice_labels],
+                fontsize="x-small",
+            )
+            ax.set_yticks(range(len(names)))
+            ax.set_yticklabels([labels.get(n, n) for n in names], fontsize="x-small")
+            ax.minorticks_off()
+            ax.set_title(title, fontsize="small")
     return fig

@@ -13,7 +13,7 @@ RATIO_LIMITS = (0.8, 1.2)
 HEADROOM = 1.45
 
 
-def plot_closure(histograms, *, xlabel, detector=None):
+def plot_closure(histograms, *, xlabel, detector=None, baseline=None):
     """Truth and unfolded distributions of one observable with their ratio.
 
     Args:
@@ -21,6 +21,8 @@ def plot_closure(histograms, *, xlabel, detector=None):
         xlabel: x-axis label.
         detector: optional ``hist.Hist`` of the detector-level counterpart, same
             binning, drawn dashed for reference.
+        baseline: optional regular bin contents of a classical unfolding (IBU) of
+            the same events, drawn dotted, also in the ratio panel.
 
     Returns:
         matplotlib.figure.Figure: upper panel events per bin (truth with Poisson
@@ -49,6 +51,16 @@ def plot_closure(histograms, *, xlabel, detector=None):
                 color=COLORS["detector"],
                 linestyle="--",
                 label="detector level",
+            )
+        if baseline is not None:
+            mplhep.histplot(
+                baseline,
+                edges,
+                ax=ax,
+                yerr=False,
+                color=COLORS["baseline"],
+                linestyle=":",
+                label="IBU (baseline)",
             )
         ax.stairs(
             u_values + u_error,
@@ -94,6 +106,17 @@ def plot_closure(histograms, *, xlabel, detector=None):
         )
         ax_ratio.axhline(1.0, color="black", linestyle="--", linewidth=1)
         mplhep.histplot(ratio, edges, ax=ax_ratio, yerr=False, color=COLORS["unfolded"])
+        if baseline is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio_ibu = np.where(t_values > 0, baseline / t_values, np.nan)
+            mplhep.histplot(
+                ratio_ibu,
+                edges,
+                ax=ax_ratio,
+                yerr=False,
+                color=COLORS["baseline"],
+                linestyle=":",
+            )
         ax_ratio.set_ylim(*RATIO_LIMITS)
         ax_ratio.set_ylabel("unf. / truth")
         ax_ratio.set_xlabel(xlabel)

@@ -39,6 +39,7 @@ COLORS = {
     "unfolded": "#e42536",
     "detector": "#5790fc",
     "band": "#9c9ca1",
+    "baseline": "#964a8b",
 }
 
 
