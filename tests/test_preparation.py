@@ -113,7 +113,7 @@ def test_detector_level_selects_two_jets_and_an_os_sf_pair():
     assert cutflow == {
         "all": 5,
         "jet_multiplicity": 4,
-        "two_leptons": 4,
+        "lepton_multiplicity": 4,
         "opposite_sign_same_flavour": 2,
     }
     # j1 (60 GeV), j2, l1 = negative electron, l2 = positive electron

@@ -187,7 +187,8 @@ def run_closure(
         derived: derived-observable definitions (see ``cinnflow.physics``), or None.
         n_bins: number of bins per observable.
         peaks: observable name -> nominal peak (GeV) for the peak finder and the
-            mass windows, or None for ``PEAK_TARGETS`` (m_qq: W, m_ll: Z).
+            mass windows, or None for those ``PEAK_TARGETS`` (m_qq: W, m_ll: Z)
+            that are among the observables.
 
     Returns:
         dict: the metrics written to ``metrics_path``.
@@ -199,6 +200,7 @@ def run_closure(
     if int(n_bins) != n_bins or n_bins < 1:
         msg = f"n_bins must be a positive integer, got {n_bins!r}"
         raise ConfigError(msg)
+    default_peaks = peaks is None
     peaks = dict(PEAK_TARGETS if peaks is None else peaks)
     posterior = load_posterior(posterior_path)
     logger.info(
@@ -210,6 +212,10 @@ def run_closure(
     )
     truth, draws = posterior.observables(derived)
     kinds = posterior.kinds(derived)
+    if default_peaks:
+        # The default targets name the ZW observables; another process keeps those
+        # it defines (Z + jets: m_ll).
+        peaks = {name: peak for name, peak in peaks.items() if name in truth}
     unknown = sorted(set(peaks) - set(truth))
     if unknown:
         msg = (
