@@ -252,6 +252,8 @@ def test_check_lhe_errors(tmp_path):
 def test_check_lhe_real_files():
     assert check_lhe(REAL / "lhe_pp_VV_weakbosons_pythia8_100ev.lhe") == 100
     assert check_lhe(REAL / "lhe_pp_ZZ_jjvv_mg5_100ev.lhe.gz") == 100
+    assert check_lhe(REAL / "lhe_pp_ttbar_mg5_100ev.lhe.gz") == 100
+    assert check_lhe(REAL / "lhe_pp_Zjets_mlm_mg5_10000ev.lhe.gz") == 10000
 
 
 # ------------------------------------------------------------------ Pythia runs
