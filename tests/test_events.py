@@ -572,3 +572,52 @@ def test_mlm_matching_vetoes_events_and_keeps_lhe_numbers(tmp_path, capfd):
             jets=JETS,
             matching="mlm_madgraph",
         )
+
+
+# -------------------------------------------------------------- bad LHE input
+
+
+@pytest.mark.skipif(not ZJETS_LHE.is_file(), reason="real LHE files absent")
+def test_truncated_lhe_files_are_errors(tmp_path):
+    raw = gzip.decompress(ZJETS_LHE.read_bytes())
+    plain = tmp_path / "cut.lhe"
+    # Cut right after a complete event: only the missing closing tag shows it.
+    plain.write_bytes(raw[: raw.index(b"</event>", len(raw) // 2) + len(b"</event>\n")])
+    with pytest.raises(InputFileError, match="truncated.*</LesHouchesEvents>") as info:
+        check_lhe(plain)
+    assert str(plain) in str(info.value)
+    packed = tmp_path / "cut.lhe.gz"
+    compressed = ZJETS_LHE.read_bytes()
+    packed.write_bytes(compressed[: len(compressed) // 3])
+    with pytest.raises(InputFileError, match="truncated or corrupt") as info:
+        check_lhe(packed)
+    assert str(packed) in str(info.value)
+
+
+def test_bad_lhe_input_leaves_no_output(tmp_path):
+    output = tmp_path / "events.root"
+    missing = tmp_path / "missing.lhe"
+    with pytest.raises(InputFileError, match="does not exist") as info:
+        simulate(
+            output=output,
+            n_events=5,
+            seed=1,
+            settings=[],
+            detector_card=CARD_PATH,
+            jets=JETS,
+            lhe_file=missing,
+        )
+    assert str(missing) in str(info.value)
+    root_file = tmp_path / "not_lhe.lhe"
+    root_file.write_bytes(b"root" + bytes(200))
+    with pytest.raises(InputFileError, match="not an LHE file.*a ROOT file"):
+        simulate(
+            output=output,
+            n_events=5,
+            seed=1,
+            settings=[],
+            detector_card=CARD_PATH,
+            jets=JETS,
+            lhe_file=root_file,
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not_lhe.lhe"]

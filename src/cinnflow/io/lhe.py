@@ -89,7 +89,11 @@ def check_lhe(path) -> int:
                     lineno = _check_event(path, lines, lineno, n_events)
                     n_events += 1
     except (OSError, EOFError, UnicodeError) as err:
-        msg = f"cannot read LHE file {str(path)!r}: {type(err).__name__}: {err}"
+        msg = (
+            f"cannot read LHE file {str(path)!r}: {type(err).__name__}: {err}; the "
+            "file may be truncated or corrupt, expected a complete plain or gzip "
+            "LHE file"
+        )
         raise InputFileError(msg) from err
     if not seen_root:
         looks_like = foreign_format(path)
