@@ -126,15 +126,17 @@ def _make_pythia(lines, matching=None):
 
 
 def _cluster(particles, mask, definition, pt_min):
-    inputs = particles[mask]
-    p4 = ak.zip(
-        {
-            "px": ak.values_astype(inputs.Px, np.float64),
-            "py": ak.values_astype(inputs.Py, np.float64),
-            "pz": ak.values_astype(inputs.Pz, np.float64),
-            "E": ak.values_astype(inputs.E, np.float64),
-        }
-    )
+    # Select on the flat arrays and rebuild the lists once: cheaper than masking
+    # four jagged arrays.
+    flat_mask = ak.to_numpy(ak.flatten(mask))
+    per_event = ak.to_numpy(ak.num(mask))
+    event = np.repeat(np.arange(len(per_event)), per_event)
+    counts = np.bincount(event[flat_mask], minlength=len(per_event))
+    columns = {
+        name: ak.to_numpy(ak.flatten(particles[field])).astype(np.float64)[flat_mask]
+        for name, field in (("px", "Px"), ("py", "Py"), ("pz", "Pz"), ("E", "E"))
+    }
+    p4 = ak.unflatten(ak.zip(columns), counts)
     with captured_stdout(logger, "fastjet"):
         sequence = fastjet.ClusterSequence(p4, definition)
         return sequence.inclusive_jets(pt_min)
