@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.cinnflow-installed
 CORES ?= all
 
-.PHONY: setup run report test lint bench dvc-yaml clean
+.PHONY: setup run report test lint bench bench-events dvc-yaml clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,12 @@ lint: setup
 	$(BIN)/ruff check src tests workflow/scripts benchmarks
 	$(BIN)/snakemake --lint
 
-bench: setup
-	$(BIN)/python benchmarks/bench_events.py
+## Benchmarks (not tests): `bench` runs them all.
+bench: bench-events
+
+## Event chain throughput (events/s per core, Pythia alone as the peer).
+bench-events: setup
+	$(BIN)/python benchmarks/bench_events.py --n-events 5000
 
 ## Regenerate dvc.yaml from the Snakemake workflow (a test fails when they drift).
 dvc-yaml: setup

@@ -303,12 +303,15 @@ def test_run_closure_unknown_peak(tmp_path):
     x, draws = _zw_posterior(rng, 50, 4)
     posterior = tmp_path / "posterior.npz"
     np.savez(posterior, x_parton=x, draws=draws, parton_names=np.array(NAMES))
+    # Peaks named explicitly must exist; the default ones (m_qq, m_ll) are kept
+    # only where the process defines them, as for Z + jets without m_qq.
     with pytest.raises(ConfigError, match="m_qq"):
         run_closure(
             posterior,
             metrics_path=tmp_path / "m.json",
             histograms_csv=tmp_path / "h.csv",
             plots_dir=tmp_path / "plots",
+            peaks={"m_qq": 80.4},
         )
     assert not (tmp_path / "m.json").exists()
 

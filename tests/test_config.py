@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from cinnflow.config import load_yaml, validate_config
+from cinnflow.config import load_process, load_yaml, validate_config
 from cinnflow.errors import ConfigError
 
 SCHEMA = "workflow/schemas/config.schema.yaml"
@@ -15,9 +15,16 @@ def config():
     return load_yaml("config/config.yaml")
 
 
-@pytest.mark.parametrize("path", ["config/config.yaml", "config/paper.yaml"])
+@pytest.mark.parametrize(
+    "path", ["config/config.yaml", "config/paper.yaml", "config/zjets.yaml"]
+)
 def test_shipped_configs_are_valid(path):
-    validate_config(load_yaml(path), SCHEMA)
+    config = validate_config(load_yaml(path), SCHEMA)
+    process = load_process(config["process"])
+    if config["events"]["source"] == "lhe":
+        # The example's LHE file sits beside the repository (../shared/data/real).
+        assert config["events"]["lhe_file"].endswith(".lhe.gz")
+        assert process["matching"] == "mlm_madgraph" and config["events"]["isr"]
 
 
 def test_unknown_key_names_the_path_and_suggests_the_nearest(config):

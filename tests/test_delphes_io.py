@@ -5,14 +5,18 @@ import shutil
 import awkward as ak
 import numpy as np
 import pytest
+import uproot
 from conftest import REAL_DATA as REAL  # noqa: E402
 
 from cinnflow.errors import InputFileError
 from cinnflow.io.delphes import DelphesWriter, read_all_collections, read_delphes
+from cinnflow.io.lhe import check_lhe
+from cinnflow.preparation.pairing import READ_COLLECTIONS, parton_level
 
 ZH = REAL / "delphes_pp_Zh_inclusive_100ev.root"
 TTBAR_DUP = REAL / "delphes_pp_ttbar_gg_10ev_dupbranch.root"
 EIC = REAL / "delphes_eic_proton_gun_1000ev.root"
+HEPMC = REAL / "hepmc2_pp_ttbar_pythia8_1ev.hepmc"
 
 DETECTOR = {
     "Jet": ["PT", "Eta", "Phi", "Mass", "BTag"],
@@ -175,6 +179,73 @@ def test_real_missing_collection_is_an_error():
     with pytest.raises(InputFileError, match="no collection 'Jet'") as info:
         read_delphes(EIC, collections={"Jet": ["PT"]})
     assert str(EIC) in str(info.value)
+
+
+@needs_real
+@pytest.mark.parametrize("path", [ZH, TTBAR_DUP])
+def test_real_files_read_without_asking_for_every_branch(path):
+    """Particle.fBits of real files does not deserialise: read only what is asked."""
+    with uproot.open(path) as handle:
+        tree = handle["Delphes"]
+        assert "Weight" not in tree.keys()  # both files lack the Weight branch
+        with pytest.raises(ValueError, match="fBits"):
+            tree.arrays(library="ak")
+    out = read_delphes(
+        path, collections=READ_COLLECTIONS, optional=("Electron", "Muon")
+    )
+    assert set(out) == set(READ_COLLECTIONS)
+    assert ak.fields(out["Particle"]) == READ_COLLECTIONS["Particle"]
+    assert len(out["Particle"]) == {ZH: 100, TTBAR_DUP: 10}[path]
+
+
+@needs_real
+def test_real_pythia8_file_hard_process_at_status_22_and_23():
+    """Pythia 8 codes through HepMC: t t~ at 22, their b quarks at 23 (g g -> t t~)."""
+    particles = read_delphes(
+        TTBAR_DUP, collections=READ_COLLECTIONS, optional=("Electron", "Muon")
+    )["Particle"]
+    spec = {
+        "status": [21, 22, 23],
+        "fields": ["pt", "eta"],
+        "objects": [
+            {"name": "b", "pid": [5], "mother_pid": [6]},
+            {"name": "bbar", "pid": [-5], "mother_pid": [-6]},
+            {"name": "t", "pid": [6], "status": [22]},
+        ],
+    }
+    x, found = parton_level(particles, spec)
+    expected = []  # the same search, as a plain loop over the record
+    for event in ak.to_list(particles):
+        pts = [
+            max(
+                (
+                    p["PT"]
+                    for p in event
+                    if p["Status"] == 23
+                    and p["PID"] == pid
+                    and p["M1"] >= 0
+                    and event[p["M1"]]["PID"] == mother
+                ),
+                default=np.nan,
+            )
+            for pid, mother in ((5, 6), (-5, -6))
+        ]
+        top = [p["PT"] for p in event if p["Status"] == 22 and p["PID"] == 6]
+        expected.append([*pts, max(top, default=np.nan)])
+    np.testing.assert_allclose(x[:, [0, 2, 4]], expected)
+    assert found.all() and len(found) == 10
+    assert np.all(x[:, 0] > 0) and np.all(np.abs(x[:, 1]) < 10)
+
+
+@needs_real
+def test_hepmc_file_is_refused_with_a_clear_error():
+    """HepMC is not a supported input: the error says so and how to convert it."""
+    with pytest.raises(InputFileError, match=r"not a ROOT file.*HepMC.*2\.06") as info:
+        read_delphes(HEPMC, collections={"Jet": ["PT"]})
+    assert str(HEPMC) in str(info.value) and "Delphes" in str(info.value)
+    with pytest.raises(InputFileError, match="not an LHE file.*HepMC") as info:
+        check_lhe(HEPMC)
+    assert str(HEPMC) in str(info.value)
 
 
 # ---------------------------------------------------------------- errors

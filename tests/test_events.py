@@ -283,6 +283,8 @@ def test_check_lhe_errors(tmp_path):
 def test_check_lhe_real_files():
     assert check_lhe(REAL / "lhe_pp_VV_weakbosons_pythia8_100ev.lhe") == 100
     assert check_lhe(REAL / "lhe_pp_ZZ_jjvv_mg5_100ev.lhe.gz") == 100
+    assert check_lhe(REAL / "lhe_pp_ttbar_mg5_100ev.lhe.gz") == 100
+    assert check_lhe(REAL / "lhe_pp_Zjets_mlm_mg5_10000ev.lhe.gz") == 10000
 
 
 # ------------------------------------------------------------------ Pythia runs
@@ -470,3 +472,183 @@ def test_merge_concatenates_chunks(tmp_path):
     assert ak.all(out["Particle"].M1 < ak.num(out["Particle"]))
     with pytest.raises(ConfigError):
         merge([], tmp_path / "empty.root")
+
+
+# ------------------------------------------------------- LHE chunks and matching
+
+ZJETS_LHE = REAL / "lhe_pp_Zjets_mlm_mg5_10000ev.lhe.gz"
+
+
+def _lhe_incoming_pz(path, n_events):
+    """pz of the incoming partons (ISTUP -1) of the first events, read directly."""
+    events, current, header_next = [], None, False
+    with gzip.open(path, "rt") as handle:
+        for line in handle:
+            stripped = line.strip()
+            if stripped.startswith("<event"):
+                current, header_next = [], True
+            elif current is not None and header_next:
+                header_next = False
+            elif stripped.startswith("</event"):
+                events.append(sorted(current))
+                current = None
+                if len(events) == n_events:
+                    break
+            elif current is not None and stripped and stripped[0] in "-0123456789":
+                fields = stripped.split()
+                if len(fields) >= 13 and fields[1] == "-1":
+                    current.append(float(fields[8]))
+    return events
+
+
+@pytest.mark.skipif(not ZJETS_LHE.is_file(), reason="real LHE files absent")
+def test_lhe_chunks_shower_disjoint_slices_of_the_file(tmp_path):
+    """Chunk k skips the LHE events of chunks < k (Beams:nSkipLHEFatInit)."""
+    lhe = _lhe_incoming_pz(ZJETS_LHE, 60)
+    chunks = []
+    for index in range(2):
+        path = tmp_path / f"chunk{index}.root"
+        stats = simulate(
+            output=path,
+            n_events=30,
+            seed=5 + index,
+            settings=[],
+            detector_card=CARD_PATH,
+            jets=JETS,
+            lhe_file=ZJETS_LHE,
+            lhe_skip=30 * index,
+            first_event_number=30 * index,
+        )
+        assert stats["n_lhe_events_read"] == 30
+        out = read_delphes(
+            path, collections={"Event": ["Number"], "Particle": ["Status", "Pz"]}
+        )
+        numbers = ak.to_numpy(ak.flatten(out["Event"].Number))
+        incoming = out["Particle"].Pz[out["Particle"].Status == 21]
+        chunks.append((numbers, [sorted(row) for row in ak.to_list(incoming)]))
+    (first, first_pz), (second, second_pz) = chunks
+    assert set(first) <= set(range(30)) and set(second) <= set(range(30, 60))
+    assert len(first) > 25 and len(second) > 25
+    # Each event is the LHE event its number names: same incoming partons.
+    for numbers, pz in chunks:
+        for number, row in zip(numbers, pz, strict=True):
+            np.testing.assert_allclose(row, lhe[number], rtol=1e-4, atol=1e-3)
+    assert not {tuple(np.round(r, 2)) for r in first_pz} & {
+        tuple(np.round(r, 2)) for r in second_pz
+    }
+
+
+@pytest.mark.skipif(not ZJETS_LHE.is_file(), reason="real LHE files absent")
+def test_lhe_slice_beyond_the_file_is_an_error(tmp_path):
+    lhe = REAL / "lhe_pp_VV_weakbosons_pythia8_100ev.lhe"
+    with pytest.raises(ConfigError, match=r"holds 100 events.*50\.\.109") as info:
+        simulate(
+            output=tmp_path / "x.root",
+            n_events=60,
+            seed=1,
+            settings=[],
+            detector_card=CARD_PATH,
+            jets=JETS,
+            lhe_file=lhe,
+            lhe_skip=50,
+        )
+    assert str(lhe) in str(info.value)
+    with pytest.raises(ConfigError, match="lhe_skip"):
+        simulate(
+            output=tmp_path / "x.root",
+            n_events=5,
+            seed=1,
+            settings=ZW_SETTINGS,
+            detector_card=CARD_PATH,
+            jets=JETS,
+            lhe_skip=3,
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not ZJETS_LHE.is_file(), reason="real LHE files absent")
+def test_mlm_matching_vetoes_events_and_keeps_lhe_numbers(tmp_path, capfd):
+    process = yaml.safe_load(Path("config/processes/zjets.yaml").read_text())
+    path = tmp_path / "zjets.root"
+    stats = simulate(
+        output=path,
+        n_events=80,
+        seed=3,
+        settings=process["pythia_settings"],
+        detector_card=CARD_PATH,
+        jets=JETS,
+        isr=True,
+        lhe_file=ZJETS_LHE,
+        lhe_skip=100,
+        first_event_number=100,
+        matching=process["matching"],
+    )
+    # MLM vetoes a sizeable fraction (about half for this file and qCut).
+    assert 15 <= stats["n_events"] <= 65 and stats["n_lhe_events_read"] == 80
+    numbers = ak.flatten(
+        read_delphes(path, collections={"Event": ["Number"]})["Event"].Number
+    )
+    assert len(numbers) == stats["n_events"]
+    assert ak.all(numbers >= 100) and ak.all(numbers < 180)
+    assert ak.all(numbers[1:] > numbers[:-1])
+    out, _ = capfd.readouterr()
+    assert "JetMatching" not in out and "PYTHIA" not in out
+    with pytest.raises(ConfigError, match="matching"):
+        simulate(
+            output=tmp_path / "y.root",
+            n_events=5,
+            seed=1,
+            settings=ZW_SETTINGS,
+            detector_card=CARD_PATH,
+            jets=JETS,
+            matching="mlm_madgraph",
+        )
+
+
+# -------------------------------------------------------------- bad LHE input
+
+
+@pytest.mark.skipif(not ZJETS_LHE.is_file(), reason="real LHE files absent")
+def test_truncated_lhe_files_are_errors(tmp_path):
+    raw = gzip.decompress(ZJETS_LHE.read_bytes())
+    plain = tmp_path / "cut.lhe"
+    # Cut right after a complete event: only the missing closing tag shows it.
+    plain.write_bytes(raw[: raw.index(b"</event>", len(raw) // 2) + len(b"</event>\n")])
+    with pytest.raises(InputFileError, match="truncated.*</LesHouchesEvents>") as info:
+        check_lhe(plain)
+    assert str(plain) in str(info.value)
+    packed = tmp_path / "cut.lhe.gz"
+    compressed = ZJETS_LHE.read_bytes()
+    packed.write_bytes(compressed[: len(compressed) // 3])
+    with pytest.raises(InputFileError, match="truncated or corrupt") as info:
+        check_lhe(packed)
+    assert str(packed) in str(info.value)
+
+
+def test_bad_lhe_input_leaves_no_output(tmp_path):
+    output = tmp_path / "events.root"
+    missing = tmp_path / "missing.lhe"
+    with pytest.raises(InputFileError, match="does not exist") as info:
+        simulate(
+            output=output,
+            n_events=5,
+            seed=1,
+            settings=[],
+            detector_card=CARD_PATH,
+            jets=JETS,
+            lhe_file=missing,
+        )
+    assert str(missing) in str(info.value)
+    root_file = tmp_path / "not_lhe.lhe"
+    root_file.write_bytes(b"root" + bytes(200))
+    with pytest.raises(InputFileError, match="not an LHE file.*a ROOT file"):
+        simulate(
+            output=output,
+            n_events=5,
+            seed=1,
+            settings=[],
+            detector_card=CARD_PATH,
+            jets=JETS,
+            lhe_file=root_file,
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not_lhe.lhe"]

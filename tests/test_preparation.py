@@ -1,5 +1,6 @@
 """Pairing of parton-level hard process and detector objects, splitting, provenance."""
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from cinnflow.config import load_process, load_yaml
-from cinnflow.errors import InputFileError
+from cinnflow.errors import ConfigError, InputFileError
 from cinnflow.events.generate import simulate
 from cinnflow.io.delphes import read_delphes
 from cinnflow.preparation.pairing import READ_COLLECTIONS, detector_level, parton_level
@@ -113,7 +114,7 @@ def test_detector_level_selects_two_jets_and_an_os_sf_pair():
     assert cutflow == {
         "all": 5,
         "jet_multiplicity": 4,
-        "two_leptons": 4,
+        "lepton_multiplicity": 4,
         "opposite_sign_same_flavour": 2,
     }
     # j1 (60 GeV), j2, l1 = negative electron, l2 = positive electron
@@ -243,3 +244,63 @@ def test_real_pythia6_file_gives_its_z_leptons_and_a_clear_error_for_zw():
     assert str(ZH_FILE) in text and "events pass the selection" in text
     # One event has h -> WW -> qq beside Z -> ll: a ZW-like parton level.
     assert "1 events pass" in text and "'parton_level_found': 1" in text
+
+
+def test_selection_keeping_no_events_writes_nothing(simulated, tmp_path):
+    """A selection that keeps no events stops with the file and the cut flow."""
+    strict = copy.deepcopy(ZW)
+    strict["detector"]["n_jets"] = [9, 9]
+    outputs = {name: tmp_path / f"{name}.npz" for name in SPLITS}
+    with pytest.raises(InputFileError, match="0 events pass the selection") as info:
+        prepare(
+            [simulated],
+            strict,
+            fractions={"train": 0.6, "val": 0.2, "test": 0.2},
+            seed=1,
+            outputs=outputs,
+            provenance_path=tmp_path / "provenance.json",
+            config={},
+        )
+    assert str(simulated) in str(info.value)
+    assert "'jet_multiplicity': 0" in str(info.value)
+    # Too few events for the three splits: checked before any file is written.
+    with pytest.raises(InputFileError, match="split 'val' would be empty"):
+        prepare(
+            [simulated],
+            ZW,
+            fractions={"train": 0.998, "val": 0.001, "test": 0.001},
+            seed=1,
+            outputs=outputs,
+            provenance_path=tmp_path / "provenance.json",
+            config={},
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_detector_level_generic_in_leptons():
+    """One lepton, or none (a veto), instead of the ZW pair; bad sections named."""
+    jet = {"PT": 40.0, "Eta": 0.0, "Phi": 0.0, "Mass": 4.0}
+    jets = ak.Array([[jet], [jet], [jet]])
+    electrons = _leptons(
+        [[(30.0, 0.1, 0.2, -1)], [], [(30.0, 0, 0, 1), (20.0, 0, 0, -1)]]
+    )
+    muons = electrons[:, :0]
+    events = {"Jet": jets, "Electron": electrons, "Muon": muons}
+    one = {"n_jets": [1, 3], "jets": ["j1"], "leptons": ["l1"], "fields": ["pt", "eta"]}
+    c, selected, cutflow = detector_level(events, one)
+    assert selected.tolist() == [True, False, False]
+    np.testing.assert_allclose(c[0], [40.0, 0.0, 30.0, 0.1])
+    assert cutflow == {"all": 3, "jet_multiplicity": 3, "lepton_multiplicity": 1}
+    _, selected, _ = detector_level(events, {**one, "leptons": []})
+    assert selected.tolist() == [False, True, False]
+    with pytest.raises(ConfigError, match=r"n_jets is \[0, 3\]"):
+        detector_level(events, {**one, "n_jets": [0, 3]})
+    with pytest.raises(ConfigError, match="unknown keys \\['mother'\\]"):
+        parton_level(
+            _particles([PYTHIA8_EVENT]),
+            {
+                "status": [23],
+                "fields": ["pt"],
+                "objects": [{"name": "q", "pid": [4], "mother": [24]}],
+            },
+        )

@@ -6,11 +6,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import awkward as ak
 import numpy as np
 import pytest
+import vector
 import yaml
+from conftest import REAL_DATA  # noqa: E402
 
 from cinnflow.dvc_export import STAGE_PARAMS, derive_stages, render
+from cinnflow.io.delphes import read_delphes
+
+ZJETS_LHE = REAL_DATA / "lhe_pp_Zjets_mlm_mg5_10000ev.lhe.gz"
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -69,6 +75,9 @@ def test_tiny_run_passes_through_every_rule(tmp_path):
         ["all", "--cores", "2", "--configfile", "tests/configs/tiny.yaml"], tmp_path
     )
     assert result.returncode == 0, result.stderr[-5000:]
+    # Pythia's banner and tables go to the rule's log, not the terminal.
+    assert "PYTHIA" not in result.stdout + result.stderr
+    assert "PYTHIA" in (tmp_path / "logs/simulate/chunk_0.log").read_text()
     for rule in STAGE_PARAMS:
         assert f"rule {rule}:" in result.stderr, f"rule {rule} did not run"
 
@@ -89,3 +98,58 @@ def test_tiny_run_passes_through_every_rule(tmp_path):
     )
     assert report.returncode == 0, report.stderr[-3000:]
     assert (tmp_path / "report.html").stat().st_size > 10_000
+
+
+@pytest.mark.skipif(not ZJETS_LHE.is_file(), reason="real LHE files absent")
+def test_lhe_input_runs_through_preparation(tmp_path):
+    """The Z + jets example: two chunks shower disjoint halves of an LHE file."""
+    _copy_workflow(tmp_path)
+    config = yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text())
+    config["process"] = "config/processes/zjets.yaml"
+    config["events"].update(
+        source="lhe", lhe_file=str(ZJETS_LHE), n_events=1000, n_chunks=2, isr=True
+    )
+    (tmp_path / "lhe.yaml").write_text(yaml.safe_dump(config))
+    target = "results/prepared/provenance.json"
+    result = _run([target, "--cores", "2", "--configfile", "lhe.yaml"], tmp_path)
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert "PYTHIA" not in result.stdout + result.stderr
+    log = (tmp_path / "logs/simulate/chunk_1.log").read_text()
+    assert "Beams:nSkipLHEFatInit = 500" in log and "PYTHIA" in log
+
+    numbers = []
+    for chunk in range(2):
+        path = tmp_path / f"results/events/chunk_{chunk}.root"
+        events = read_delphes(path, collections={"Event": ["Number"]})["Event"]
+        numbers.append(set(ak.flatten(events.Number).tolist()))
+    # MLM matching vetoes about half; the rest keep their index in the LHE file.
+    assert numbers[0] <= set(range(500)) and numbers[1] <= set(range(500, 1000))
+    assert min(len(n) for n in numbers) > 150
+
+    provenance = json.loads((tmp_path / "results/prepared/provenance.json").read_text())
+    assert provenance["process"]["name"] == "zjets"
+    assert provenance["n_selected"] >= 10
+    train = np.load(tmp_path / "results/prepared/train.npz", allow_pickle=False)
+    assert train["parton_names"][:3].tolist() == ["q1_pt", "q1_eta", "q1_phi"]
+    assert train["detector_names"].tolist()[:4] == [
+        "j1_pt",
+        "j1_eta",
+        "j1_phi",
+        "j1_mass",
+    ]
+    assert train["c_detector"].shape[1] == 12 and np.isfinite(train["x_parton"]).all()
+    # The Z: opposite-sign same-flavour leptons near 91 GeV in most events.
+    l1, l2 = train["c_detector"][:, 4:8], train["c_detector"][:, 8:12]
+    assert np.median(_pair_mass(l1, l2)) == pytest.approx(91.0, abs=6.0)
+    # The leading jet follows the hard parton, the detector leptons the parton ones.
+    x = train["x_parton"]
+    dphi = np.angle(np.exp(1j * (x[:, 2] - train["c_detector"][:, 2])))
+    assert np.median(np.hypot(x[:, 1] - train["c_detector"][:, 1], dphi)) < 0.5
+    assert np.median(l1[:, 0] / x[:, 3]) == pytest.approx(1.0, abs=0.1)
+
+
+def _pair_mass(a, b):
+    """Invariant mass of two (pt, eta, phi, m) column blocks."""
+    va = vector.array({"pt": a[:, 0], "eta": a[:, 1], "phi": a[:, 2], "mass": a[:, 3]})
+    vb = vector.array({"pt": b[:, 0], "eta": b[:, 1], "phi": b[:, 2], "mass": b[:, 3]})
+    return (va + vb).mass

@@ -8,6 +8,11 @@ try:
         config, "workflow/schemas/config.schema.yaml", source="the configuration"
     )
     PROCESS = load_process(config["process"])
+    if config["events"]["source"] == "lhe" and not config["events"].get("lhe_file"):
+        raise ConfigError(
+            "events.source is 'lhe' but events.lhe_file is "
+            f"{config['events'].get('lhe_file')!r}; expected the path of an LHE file"
+        )
 except ConfigError as err:
     sys.exit(f"cinnflow: {err}")
 
@@ -21,8 +26,27 @@ def event_files():
     )
 
 
+def lhe_input():
+    """The LHE file the chunks shower (events.source: lhe), else nothing."""
+    if config["events"]["source"] == "lhe":
+        return [config["events"]["lhe_file"]]
+    return []
+
+
+def _chunk_size(chunk):
+    n_events, n_chunks = config["events"]["n_events"], config["events"]["n_chunks"]
+    return n_events // n_chunks + (1 if chunk < n_events % n_chunks else 0)
+
+
 def chunk_size(wildcards):
     """Events in one chunk: the total spread evenly, the remainder to the first."""
-    n_events, n_chunks = config["events"]["n_events"], config["events"]["n_chunks"]
-    chunk = int(wildcards.chunk)
-    return n_events // n_chunks + (1 if chunk < n_events % n_chunks else 0)
+    return _chunk_size(int(wildcards.chunk))
+
+
+def chunk_offset(wildcards):
+    """Events of the chunks before this one: the first event number of the chunk.
+
+    With an LHE input it is also the number of LHE events the chunk skips, so the
+    chunks shower disjoint, consecutive slices of the file.
+    """
+    return sum(_chunk_size(chunk) for chunk in range(int(wildcards.chunk)))

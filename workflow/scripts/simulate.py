@@ -7,6 +7,7 @@ from cinnflow.logs import setup_logging
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])
 events = sm.params.events
+from_lhe = events["source"] == "lhe"
 simulate(
     output=sm.output[0],
     n_events=sm.params.n_events,
@@ -19,6 +20,9 @@ simulate(
     fsr=events["fsr"],
     mpi=events["mpi"],
     hadronisation=events["hadronisation"],
-    lhe_file=events.get("lhe_file") if events["source"] == "lhe" else None,
+    lhe_file=events.get("lhe_file") if from_lhe else None,
+    lhe_skip=sm.params.offset if from_lhe else 0,
+    matching=sm.params.matching if from_lhe else None,
+    first_event_number=sm.params.offset,
     particle_record=events.get("particle_record", "hard"),
 )

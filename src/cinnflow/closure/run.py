@@ -297,7 +297,8 @@ def run_closure(
         derived: derived-observable definitions (see ``cinnflow.physics``), or None.
         n_bins: number of bins per observable.
         peaks: observable name -> nominal peak (GeV) for the peak finder and the
-            mass windows, or None for ``PEAK_TARGETS`` (m_qq: W, m_ll: Z).
+            mass windows, or None for those ``PEAK_TARGETS`` (m_qq: W, m_ll: Z)
+            that are among the observables.
         train_path: prepared training sample (``results/prepared/train.npz``) for
             the IBU baseline, or None for no baseline.
         n_bootstrap: number of bootstrap replicas.
@@ -314,6 +315,7 @@ def run_closure(
     if int(n_bins) != n_bins or n_bins < 1:
         msg = f"n_bins must be a positive integer, got {n_bins!r}"
         raise ConfigError(msg)
+    default_peaks = peaks is None
     peaks = dict(PEAK_TARGETS if peaks is None else peaks)
     posterior = load_posterior(posterior_path)
     logger.info(
@@ -326,6 +328,10 @@ def run_closure(
     )
     truth, draws = posterior.observables(derived)
     kinds = posterior.kinds(derived)
+    if default_peaks:
+        # The default targets name the ZW observables; another process keeps those
+        # it defines (Z + jets: m_ll).
+        peaks = {name: peak for name, peak in peaks.items() if name in truth}
     unknown = sorted(set(peaks) - set(truth))
     if unknown:
         msg = (

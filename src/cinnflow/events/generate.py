@@ -48,6 +48,9 @@ _JET_KEYS = ("radius", "pt_min_gev", "eta_max")
 # our seed s in [0, _MAX_SEED] becomes Random:seed = s + 1.
 _MAX_SEED = 899_999_999
 _PARTS = ("generation", "particles", "detector_and_jets", "writing")
+#: Jet matching of multi-parton LHE samples: None, or "mlm_madgraph" (Pythia's
+#: JetMatchingMadgraph user hook; its JetMatching:* settings come with the process).
+MATCHING = (None, "mlm_madgraph")
 
 
 def _check_jets(jets):
@@ -68,7 +71,9 @@ def _check_jets(jets):
             raise ConfigError(msg)
 
 
-def _pythia_settings(*, seed, sqrt_s_gev, isr, fsr, mpi, hadronisation, lhe_file):
+def _pythia_settings(
+    *, seed, sqrt_s_gev, isr, fsr, mpi, hadronisation, lhe_file, lhe_skip
+):
     on = {True: "on", False: "off"}
     switches = [
         f"PartonLevel:ISR = {on[bool(isr)]}",
@@ -84,10 +89,22 @@ def _pythia_settings(*, seed, sqrt_s_gev, isr, fsr, mpi, hadronisation, lhe_file
     ]
     if lhe_file is None:
         return [f"Beams:eCM = {float(sqrt_s_gev)}", *switches]
-    return ["Beams:frameType = 4", f"Beams:LHEF = {lhe_file}", *switches]
+    # A vetoed event (jet matching) must not be replaced by the next LHE event, which
+    # belongs to the next chunk: abortIfVeto makes Pythia::next() fail instead.
+    return [
+        "Beams:frameType = 4",
+        f"Beams:LHEF = {lhe_file}",
+        f"Beams:nSkipLHEFatInit = {int(lhe_skip)}",
+        "Check:abortIfVeto = on",
+        *switches,
+    ]
 
 
-def _make_pythia(lines):
+def _make_pythia(lines, matching=None):
+    """Pythia initialised with ``lines``; returns (pythia, hook or None).
+
+    The caller keeps the hook alive for as long as Pythia runs.
+    """
     with captured_stdout(logger, "pythia"):
         pythia = pythia8mc.Pythia("", False)
     with captured_stdout(logger, "pythia settings"):
@@ -95,25 +112,31 @@ def _make_pythia(lines):
             if not pythia.readString(line):
                 msg = f"Pythia rejected the setting {line!r}; check its spelling"
                 raise ConfigError(msg)
+    hook = None
+    if matching == "mlm_madgraph":
+        hook = pythia8mc.JetMatchingMadgraph()
+        pythia.setUserHooksPtr(hook)
     with captured_stdout(logger, "pythia init") as text:
         ok = pythia.init()
     if not ok:
         tail = " | ".join(text[-5:])
         msg = f"Pythia initialisation failed for settings {lines}; last output: {tail}"
         raise ConfigError(msg)
-    return pythia
+    return pythia, hook
 
 
 def _cluster(particles, mask, definition, pt_min):
-    inputs = particles[mask]
-    p4 = ak.zip(
-        {
-            "px": ak.values_astype(inputs.Px, np.float64),
-            "py": ak.values_astype(inputs.Py, np.float64),
-            "pz": ak.values_astype(inputs.Pz, np.float64),
-            "E": ak.values_astype(inputs.E, np.float64),
-        }
-    )
+    # Select on the flat arrays and rebuild the lists once: cheaper than masking
+    # four jagged arrays.
+    flat_mask = ak.to_numpy(ak.flatten(mask))
+    per_event = ak.to_numpy(ak.num(mask))
+    event = np.repeat(np.arange(len(per_event)), per_event)
+    counts = np.bincount(event[flat_mask], minlength=len(per_event))
+    columns = {
+        name: ak.to_numpy(ak.flatten(particles[field])).astype(np.float64)[flat_mask]
+        for name, field in (("px", "Px"), ("py", "Py"), ("pz", "Pz"), ("E", "E"))
+    }
+    p4 = ak.unflatten(ak.zip(columns), counts)
     with captured_stdout(logger, "fastjet"):
         sequence = fastjet.ClusterSequence(p4, definition)
         return sequence.inclusive_jets(pt_min)
@@ -133,6 +156,8 @@ def simulate(
     mpi: bool = False,
     hadronisation: bool = True,
     lhe_file=None,
+    lhe_skip: int = 0,
+    matching: str | None = None,
     log_every: int = 10000,
     batch_size: int = 1000,
     particle_record: str = "full",
@@ -142,8 +167,10 @@ def simulate(
 
     Args:
         output: ROOT file to write (atomically), Delphes tree schema.
-        n_events: number of events to write. With ``lhe_file`` at most the number
-            of events in the file (a warning names the shortfall).
+        n_events: number of events to write. With ``lhe_file``: the number of LHE
+            events to shower, ``[lhe_skip, lhe_skip + n_events)`` must lie inside
+            the file; events Pythia fails on are dropped (a warning counts them),
+            never replaced by later LHE events, so chunks stay disjoint.
         seed: integer in [0, 899999999]; Pythia gets ``Random:seed = seed + 1``
             (Pythia reads 0 as "seed from the clock") and the detector's numpy
             Generator gets ``seed``.
@@ -161,19 +188,32 @@ def simulate(
         hadronisation: ``HadronLevel:all``.
         lhe_file: optional LHE file (plain or gzip) showered instead of the
             internal process (``Beams:frameType = 4``); checked with ``check_lhe``.
+        lhe_skip: LHE events skipped before the first one showered
+            (``Beams:nSkipLHEFatInit``); chunk k of a run skips the events of
+            chunks 0..k-1.
+        matching: one of ``MATCHING``. ``"mlm_madgraph"`` vetoes showered events
+            that fail MLM matching (Pythia's ``JetMatchingMadgraph`` hook with
+            ``JetMatching:merge = on``; the other ``JetMatching:*`` settings come
+            from ``settings``); needs ``lhe_file``. Vetoed events are dropped.
         log_every: log progress every this many events.
         batch_size: events per ``nextBatch`` call and per write.
         particle_record: ``"full"`` or ``"hard"`` (see
             ``cinnflow.events.particles.particles_from_batch``).
-        first_event_number: ``Event.Number`` of the first event.
+        first_event_number: ``Event.Number`` of the first event. With
+            ``lhe_file``, ``Event.Number`` is ``first_event_number`` plus the
+            index of the event within the slice, counting failed and vetoed ones:
+            with ``first_event_number = lhe_skip`` (as the workflow sets it) it is
+            the 0-based index of the event in the LHE file.
 
     Returns:
-        dict: ``n_events``, ``seconds``, ``events_per_second``,
-        ``seconds_by_part`` (generation, particles, detector_and_jets, writing),
+        dict: ``n_events``, ``n_lhe_events_read`` (0 without ``lhe_file``),
+        ``seconds``, ``events_per_second``, ``seconds_by_part`` (generation,
+        particles, detector_and_jets, writing),
         ``mean_jets``, ``mean_electrons``, ``mean_muons``, ``sigma_gen_mb``.
 
     Raises:
-        ConfigError: bad jets keys, seed, settings or Pythia initialisation.
+        ConfigError: bad jets keys, seed, settings or Pythia initialisation, or an
+            LHE slice ``[lhe_skip, lhe_skip + n_events)`` beyond the file's events.
         InputFileError: bad LHE file.
     """
     _check_jets(jets)
@@ -192,22 +232,36 @@ def simulate(
             f"expected one of {PARTICLE_RECORDS}"
         )
         raise ConfigError(msg)
+    if matching not in MATCHING or (matching and lhe_file is None):
+        msg = (
+            f"matching is {matching!r} with lhe_file {lhe_file!r}; expected one of "
+            f"{MATCHING}, and an LHE file for jet matching"
+        )
+        raise ConfigError(msg)
     if isinstance(settings, str):
         msg = f"settings must be a list of Pythia setting strings, got {settings!r}"
         raise ConfigError(msg)
     detector = Detector.coerce(detector_card)
+    if isinstance(lhe_skip, bool) or not isinstance(lhe_skip, (int, np.integer)):
+        msg = f"lhe_skip is {lhe_skip!r}; expected a non-negative integer"
+        raise ConfigError(msg)
+    if lhe_skip < 0 or (lhe_skip and lhe_file is None):
+        msg = (
+            f"lhe_skip is {lhe_skip!r} with lhe_file {lhe_file!r}; expected an "
+            "integer >= 0, and 0 unless an LHE file is showered"
+        )
+        raise ConfigError(msg)
     if lhe_file is not None:
         lhe_file = Path(lhe_file)
         n_lhe = check_lhe(lhe_file)
-        if n_events > n_lhe:
-            logger.warning(
-                "asked for %d events but %s holds %d; writing at most %d",
-                n_events,
-                lhe_file,
-                n_lhe,
-                n_lhe,
+        if lhe_skip + n_events > n_lhe:
+            msg = (
+                f"LHE file {str(lhe_file)!r} holds {n_lhe} events; asked to shower "
+                f"events {lhe_skip}..{lhe_skip + n_events - 1} (lhe_skip={lhe_skip}, "
+                f"n_events={n_events}); expected lhe_skip + n_events <= {n_lhe} "
+                f"(in the workflow: events.n_events <= {n_lhe})"
             )
-            n_events = n_lhe
+            raise ConfigError(msg)
     lines = _pythia_settings(
         seed=int(seed),
         sqrt_s_gev=sqrt_s_gev,
@@ -216,7 +270,10 @@ def simulate(
         mpi=mpi,
         hadronisation=hadronisation,
         lhe_file=lhe_file,
+        lhe_skip=lhe_skip,
     )
+    if matching == "mlm_madgraph":
+        lines.append("JetMatching:merge = on")
     lines += list(settings)
     logger.info(
         "simulate: %d events, seed %d, output %s, settings %s",
@@ -225,7 +282,7 @@ def simulate(
         output,
         lines,
     )
-    pythia = _make_pythia(lines)
+    pythia, _hook = _make_pythia(lines, matching)
     table = ParticleTable(pythia.particleData)
     rng = np.random.default_rng(seed)
     definition = fastjet.JetDefinition(fastjet.antikt_algorithm, float(jets["radius"]))
@@ -234,15 +291,33 @@ def simulate(
     seconds = dict.fromkeys(_PARTS, 0.0)
     totals = {"jets": 0, "electrons": 0, "muons": 0}
     done = 0
+    # Events asked of Pythia. With an LHE file each try reads one LHE event, and a
+    # failed event is not replaced: the chunk stays inside its slice of the file.
+    tried = 0
     next_log = log_every
     start = time.perf_counter()
     with DelphesWriter(output) as writer:
-        while done < n_events:
+        while done < n_events and tried < n_events:
             tick = time.perf_counter()
-            with captured_stdout(logger, "pythia"):
-                batch = pythia.nextBatch(min(batch_size, n_events - done))
-            if len(batch) == 0:
-                break
+            if lhe_file is None:
+                want = min(batch_size, n_events - done)
+                with captured_stdout(logger, "pythia"):
+                    batch = pythia.nextBatch(want, errorMode="skip")
+                if len(batch) == 0:
+                    break
+                numbers = np.arange(done, done + len(batch), dtype=np.int64)
+            else:
+                # "none" keeps a None for each failed or vetoed event, so every
+                # accepted event keeps its index in the LHE file.
+                want = min(batch_size, n_events - tried)
+                with captured_stdout(logger, "pythia"):
+                    batch = pythia.nextBatch(want, errorMode="none")
+                accepted = ~ak.to_numpy(ak.is_none(batch, axis=0))
+                numbers = lhe_skip + tried + np.flatnonzero(accepted)
+                batch = ak.drop_none(batch, axis=0)
+                tried += want
+                if len(batch) == 0:
+                    continue
             tock = time.perf_counter()
             seconds["generation"] += tock - tick
 
@@ -269,9 +344,7 @@ def simulate(
             seconds["detector_and_jets"] += tock - tick
 
             n_batch = len(batch)
-            numbers = (
-                np.arange(done, done + n_batch, dtype=np.int64) + first_event_number
-            )
+            numbers = numbers.astype(np.int64) + first_event_number - lhe_skip
             event = ak.unflatten(
                 ak.zip({"Number": numbers}), np.ones(n_batch, dtype=int)
             )
@@ -295,17 +368,24 @@ def simulate(
                     "%d/%d events, %.0f events/s", done, n_events, done / elapsed
                 )
                 next_log += log_every
-    if done < n_events:
+    if done < n_events and lhe_file is not None:
         logger.warning(
-            "Pythia stopped after %d of %d events (end of LHE file or failures)",
-            done,
+            "%d of the %d LHE events %d..%d of %s failed or were vetoed (matching); "
+            "they are dropped",
+            n_events - done,
             n_events,
+            lhe_skip,
+            lhe_skip + n_events - 1,
+            lhe_file,
         )
+    elif done < n_events:
+        logger.warning("Pythia stopped after %d of %d events", done, n_events)
     with captured_stdout(logger, "pythia stat"):
         pythia.stat()
     elapsed = time.perf_counter() - start
     stats = {
         "n_events": done,
+        "n_lhe_events_read": tried,
         "seconds": elapsed,
         "events_per_second": done / elapsed if elapsed > 0 else float("nan"),
         "seconds_by_part": seconds,
@@ -314,6 +394,9 @@ def simulate(
         "mean_muons": totals["muons"] / max(done, 1),
         "sigma_gen_mb": float(pythia.infoPython().sigmaGen()),
     }
+    # Pythia and the matching hook print statistics when they are destroyed.
+    with captured_stdout(logger, "pythia end"):
+        del table, pythia, _hook
     logger.info("simulate done: %s", stats)
     return stats
 

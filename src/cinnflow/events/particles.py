@@ -118,7 +118,7 @@ def particles_from_batch(prt, table, *, record="full"):
     # statusHepMC needs the daughter's status: gather through global indices.
     event_of = np.repeat(np.arange(len(counts_all)), counts_all)
     d1_global = offsets_all[event_of] + d1_py
-    charge, visible, hadron = table.lookup(pid)
+    charge_all, visible_all, hadron = table.lookup(pid)
     decays = (
         (d1_py > 0)
         & (pid[d1_global] != pid)
@@ -139,12 +139,8 @@ def particles_from_batch(prt, table, *, record="full"):
         status,
     )
 
-    momentum = flat.p
-    px = ak.to_numpy(momentum.px)
-    py = ak.to_numpy(momentum.py)
-    pz = ak.to_numpy(momentum.pz)
-    pt, eta, phi = _kinematics(px, py, pz)
-    # Index 0 of Pythia's record is the system entry: shift indices by one.
+    # Index fields first, on the whole record; the momenta, charges and the
+    # kinematics only for the particles kept (``Source`` names their flat entry).
     fields = {
         "PID": pid,
         "Status": status,
@@ -152,16 +148,7 @@ def particles_from_batch(prt, table, *, record="full"):
         "M2": ak.to_numpy(flat.mother2) - 1,
         "D1": d1_py - 1,
         "D2": ak.to_numpy(flat.daughter2) - 1,
-        "Charge": charge,
-        "Mass": ak.to_numpy(flat.m),
-        "E": ak.to_numpy(momentum.e),
-        "Px": px,
-        "Py": py,
-        "Pz": pz,
-        "PT": pt,
-        "Eta": eta,
-        "Phi": phi,
-        "Visible": visible,
+        "Source": np.arange(len(pid)),
     }
     hard_final = (status_py >= _MIN_HARD_STATUS) & (status_py <= _MAX_HARD_STATUS)
     fields, event_of, counts_all = _append_final_copies(
@@ -179,13 +166,32 @@ def particles_from_batch(prt, table, *, record="full"):
             | np.isin(np.abs(pid), _HEAVY_PIDS)
         )
     counts = np.bincount(event_of[keep], minlength=len(counts_all))
+    source = fields.pop("Source")[keep]
+    kept = {name: values[keep] for name, values in fields.items()}
     if record == "hard":
-        _remap_indices(fields, keep, offsets_all, event_of)
-    columns = {
-        name: ak.unflatten(values[keep], counts) for name, values in fields.items()
-    }
-    aux = {"Visible": columns.pop("Visible")}
-    return ak.zip(columns), aux
+        _remap_indices(kept, keep, offsets_all, event_of[keep])
+
+    momentum = flat.p
+    px = ak.to_numpy(momentum.px)[source]
+    py = ak.to_numpy(momentum.py)[source]
+    pz = ak.to_numpy(momentum.pz)[source]
+    pt, eta, phi = _kinematics(px, py, pz)
+    charge, visible = charge_all[source], visible_all[source]
+    kept.update(
+        {
+            "Charge": charge,
+            "Mass": ak.to_numpy(flat.m)[source],
+            "E": ak.to_numpy(momentum.e)[source],
+            "Px": px,
+            "Py": py,
+            "Pz": pz,
+            "PT": pt,
+            "Eta": eta,
+            "Phi": phi,
+        }
+    )
+    aux = {"Visible": ak.unflatten(visible, counts)}
+    return ak.unflatten(ak.zip(kept), counts), aux
 
 
 def _append_final_copies(fields, hard_final, event_of, counts_all):
@@ -225,25 +231,40 @@ def _append_final_copies(fields, hard_final, event_of, counts_all):
     fields["D2"] = fields["D2"].copy()
     fields["D1"][originals] = copy_index
     fields["D2"][originals] = copy_index
-    event_all = np.concatenate([event_of, copy_event])
-    order = np.argsort(event_all, kind="stable")
-    merged = {
-        name: np.concatenate([values, copies[name]])[order]
-        for name, values in fields.items()
-    }
-    counts = counts_all + np.bincount(copy_event, minlength=len(counts_all))
-    return merged, event_all[order], counts
+    # Scatter originals and copies to their places (no sort): an event's entries
+    # move by the copies of the events before it, its copies follow its entries.
+    n_copies = np.bincount(copy_event, minlength=len(counts_all))
+    shift = np.concatenate([[0], np.cumsum(n_copies)[:-1]])
+    to_original = np.arange(len(event_of)) + shift[event_of]
+    to_copy = offsets[copy_event] + shift[copy_event] + counts_all[copy_event] + rank
+    n_total = len(event_of) + len(originals)
+    merged = {}
+    copies["_event"] = copy_event
+    for name, values in {**fields, "_event": event_of}.items():
+        column = np.empty(n_total, dtype=np.result_type(values, copies[name]))
+        column[to_original] = values
+        column[to_copy] = copies[name]
+        merged[name] = column
+    return merged, merged.pop("_event"), counts_all + n_copies
 
 
-def _remap_indices(fields, keep, offsets_all, event_of):
-    """Rewrite M1/M2/D1/D2 in place so they index the kept particles (-1 if gone)."""
+def _remap_indices(kept, keep, offsets_all, event_kept):
+    """Rewrite M1/M2/D1/D2 of the kept particles in place (-1 if the target is gone).
+
+    Args:
+        kept: flat fields of the kept particles (indices still address the unsliced
+            record, already shifted by -1 for the system entry).
+        keep: flat mask over the unsliced record.
+        offsets_all: first flat entry of each event in the unsliced record.
+        event_kept: event index of each kept particle.
+    """
     new_global = np.cumsum(keep) - 1
     kept_before_event = np.concatenate([[0], np.cumsum(keep)])[offsets_all]
+    # +1 undoes the system-entry shift to address the unsliced record.
+    base = offsets_all[event_kept] + 1
+    first_kept = kept_before_event[event_kept]
     for name in ("M1", "M2", "D1", "D2"):
-        old = fields[name]
-        # +1 undoes the system-entry shift to address the unsliced record.
-        glob = offsets_all[event_of] + old + 1
+        old = kept[name]
         valid = old >= 0
-        safe = np.where(valid, glob, 0)
-        new = new_global[safe] - kept_before_event[event_of]
-        fields[name] = np.where(valid & keep[safe], new, -1)
+        safe = np.where(valid, base + old, 0)
+        kept[name] = np.where(valid & keep[safe], new_global[safe] - first_kept, -1)

@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 
 from cinnflow.errors import InputFileError
+from cinnflow.io.formats import foreign_format
 
 __all__ = ["check_lhe"]
 
@@ -56,15 +57,17 @@ def check_lhe(path) -> int:
 
     Raises:
         InputFileError: missing file, not LHE (no ``<LesHouchesEvents`` tag, no
-            ``<init>`` block, no events), or a malformed ``<event>`` block; the message
-            names the file, the event index (0-based) and the line number (1-based).
+            ``<init>`` block, no events), truncated (no closing
+            ``</LesHouchesEvents>``, or a gzip stream cut short), or a malformed
+            ``<event>`` block; the message names the file, the event index (0-based)
+            and the line number (1-based).
     """
     path = Path(path)
     if not path.is_file():
         msg = f"LHE file {str(path)!r} does not exist; expected a Les Houches file"
         raise InputFileError(msg)
     n_events = 0
-    seen_root = seen_init = False
+    seen_root = seen_init = seen_end = False
     try:
         with _open_text(path) as lines:
             lineno = 0
@@ -77,18 +80,27 @@ def check_lhe(path) -> int:
                     elif lineno > _N_HEAD_LINES:
                         break
                     continue
+                if stripped.startswith("</LesHouchesEvents"):
+                    seen_end = True
+                    break
                 if stripped.startswith("<init"):
                     seen_init = True
                 elif stripped.startswith("<event"):
                     lineno = _check_event(path, lines, lineno, n_events)
                     n_events += 1
     except (OSError, EOFError, UnicodeError) as err:
-        msg = f"cannot read LHE file {str(path)!r}: {type(err).__name__}: {err}"
+        msg = (
+            f"cannot read LHE file {str(path)!r}: {type(err).__name__}: {err}; the "
+            "file may be truncated or corrupt, expected a complete plain or gzip "
+            "LHE file"
+        )
         raise InputFileError(msg) from err
     if not seen_root:
+        looks_like = foreign_format(path)
+        hint = f"; it looks like {looks_like}" if looks_like else ""
         msg = (
             f"file {str(path)!r} is not an LHE file: no '<LesHouchesEvents' tag in "
-            f"its first {_N_HEAD_LINES} lines"
+            f"its first {_N_HEAD_LINES} lines{hint}"
         )
         raise InputFileError(msg)
     if not seen_init:
@@ -96,6 +108,12 @@ def check_lhe(path) -> int:
         raise InputFileError(msg)
     if n_events == 0:
         msg = f"LHE file {str(path)!r} holds no <event> blocks; expected at least one"
+        raise InputFileError(msg)
+    if not seen_end:
+        msg = (
+            f"LHE file {str(path)!r} is truncated: it ends after {n_events} complete "
+            "events without the closing </LesHouchesEvents> tag"
+        )
         raise InputFileError(msg)
     logger.info("LHE file %s: %d events, structure ok", path, n_events)
     return n_events

@@ -105,9 +105,9 @@ def prepare(inputs, process, *, fractions, seed, outputs, provenance_path, confi
     detector_names, detector_kinds = column_names(
         detector_objects, process["detector"]["fields"]
     )
-    sizes = {}
-    for i, name in enumerate(SPLITS):
-        rows = order[bounds[i] : bounds[i + 1]]
+    rows_of = {name: order[bounds[i] : bounds[i + 1]] for i, name in enumerate(SPLITS)}
+    # Check every split before writing any, so that a failure leaves no files.
+    for name, rows in rows_of.items():
         if len(rows) == 0:
             msg = (
                 f"split {name!r} would be empty: {n_events} selected events with "
@@ -115,6 +115,8 @@ def prepare(inputs, process, *, fractions, seed, outputs, provenance_path, confi
                 "preparation.split"
             )
             raise InputFileError(msg)
+    sizes = {}
+    for name, rows in rows_of.items():
         save_arrays(
             outputs[name],
             x_parton=x_parton[rows],
