@@ -88,8 +88,8 @@ def test_loss_csv_killed_keeps_the_previous_file(tmp_path):
 
 
 def test_png_writer_killed(tmp_path, monkeypatch):
-    fig, ax = new_figure()
-    ax.plot([0, 1], [0, 1])
+    fig, axes = new_figure()
+    axes[0, 0].plot([0, 1], [0, 1])
 
     def half_written(target, **kwargs):
         Path(target).write_bytes(b"\x89PNG\r\n")
@@ -115,7 +115,7 @@ def test_model_dir_killed_after_config(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="killed"):
         model.save(tmp_path / "model")
     # The earlier, complete model is untouched; no temporary folder is left.
-    assert _contents(tmp_path) == ["model", *sorted(before)]
+    assert _contents(tmp_path) == sorted(["model", *before])
     assert {p.name: p.read_bytes() for p in (tmp_path / "model").iterdir()} == before
 
 

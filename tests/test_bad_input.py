@@ -28,6 +28,7 @@ from cinnflow.config import load_process, load_yaml, validate_config
 from cinnflow.errors import ConfigError, InputFileError, TrainingError
 from cinnflow.events.generate import simulate
 from cinnflow.flows import ConditionalINN
+from cinnflow.io.delphes import SCHEMA as DELPHES_SCHEMA
 from cinnflow.io.delphes import DelphesWriter
 from cinnflow.preparation.prepare import SPLITS, load_arrays, prepare
 from cinnflow.training.trainer import train
@@ -435,6 +436,50 @@ def test_real_file_with_fewer_events_than_splits(out):
     )
 
 
+def _zw_like_events(n_events):
+    """``n_events`` copies of one event that passes the ZW selection."""
+    from test_preparation import PYTHIA8_EVENT
+
+    def jagged(rows, fields):
+        columns = {f: [[row.get(f, 0) for row in rows]] * n_events for f in fields}
+        return ak.zip({f: ak.Array(v) for f, v in columns.items()})
+
+    names = ("PID", "Status", "M1", "PT", "Eta", "Phi", "Mass")
+    particles = [dict(zip(names, row, strict=True)) for row in PYTHIA8_EVENT]
+    jets = [{"PT": 52.0, "Eta": -0.4, "Phi": -2.5}, {"PT": 14.0, "Eta": 1.1}]
+    muons = [{"PT": 47.0, "Phi": 0.4, "Charge": -1}, {"PT": 9.0, "Charge": 1}]
+    return {
+        "Event": jagged([{"Number": 1}], DELPHES_SCHEMA["Event"]),
+        "Particle": jagged(particles, DELPHES_SCHEMA["Particle"]),
+        "Jet": jagged(jets, DELPHES_SCHEMA["Jet"]),
+        "Muon": jagged(muons, DELPHES_SCHEMA["Muon"]),
+        "Electron": jagged([], DELPHES_SCHEMA["Electron"]),
+    }
+
+
+def test_split_that_would_be_empty_writes_no_split(inp, out):
+    path = _write_root(inp / "five.root", _zw_like_events(5))
+    fractions = {"train": 0.9, "val": 0.05, "test": 0.05}
+    rejected(
+        _prepare([path], out, fractions),
+        InputFileError,
+        str(path),
+        "split 'test' would be empty: 5 selected events with preparation.split",
+        "expected at least one event per split",
+        out=out,
+    )
+    # The same file with a split it can fill is accepted.
+    assert prepare(
+        [path],
+        ZW,
+        fractions=SPLIT,
+        seed=1,
+        outputs={name: out / f"{name}.npz" for name in SPLITS},
+        provenance_path=out / "provenance.json",
+        config={},
+    ) == {"train": 3, "val": 1, "test": 1}
+
+
 def test_good_file_then_bad_file_leaves_nothing(random_root, inp, out):
     bad = inp / "second.root"
     bad.write_bytes(b"root" + bytes(10))
@@ -830,7 +875,7 @@ def _workflow(tmp_path, **preparation):
 
 def _snakemake(cwd, *targets):
     return subprocess.run(
-        [SNAKEMAKE, "--cores", "1", "--configfile", "bad.yaml", *targets],
+        [SNAKEMAKE, *targets, "--cores", "1", "--configfile", "bad.yaml"],
         cwd=cwd,
         capture_output=True,
         text=True,
