@@ -118,7 +118,7 @@ def test_nan_loss_raises_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
         return batches
 
     monkeypatch.setattr(trainer, "_batches", with_nan)
-    with pytest.raises(TrainingError, match="epoch 1 step 2"):
+    with pytest.raises(TrainingError, match="epoch 1 step 2") as info:
         train(
             model,
             (x, c),
@@ -128,8 +128,36 @@ def test_nan_loss_raises_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
             seed=3,
             loss_csv=tmp_path / "nan.csv",
         )
+    assert f"last good checkpoint '{tmp_path / 'nan' / 'ckpt-0'}'" in str(info.value)
     assert all(np.all(np.isfinite(w)) for w in _weights(model))
     assert (tmp_path / "nan" / "checkpoint").exists()
+    assert not (tmp_path / "nan" / "ckpt-1.index").exists()
+
+
+def test_nan_loss_before_any_checkpoint_never_saves_a_model(tmp_path):
+    x, c = _toy(640, seed=1)
+    model = _model()
+    model.adapt(x, c)
+    x[:] = np.nan  # every batch diverges, the first one included
+    with pytest.raises(TrainingError, match="epoch 0 step 0") as info:
+        _run_model(model, (x, c), tmp_path)
+    assert "no checkpoint was written yet" in str(info.value)
+    with pytest.raises(TrainingError, match="refusing to save the model"):
+        model.save(tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+    assert not list(tmp_path.glob(".model.tmp*"))
+
+
+def _run_model(model, data, tmp_path):
+    return train(
+        model,
+        data,
+        _toy(128, seed=2),
+        cfg=CFG,
+        checkpoint_dir=tmp_path / "ckpt",
+        seed=3,
+        loss_csv=tmp_path / "loss.csv",
+    )
 
 
 def test_sample_posterior_is_batch_independent():

@@ -63,10 +63,20 @@ def validate_config(config, schema_path, *, source="config"):
         lines = "\n".join(_describe(error, schema) for error in errors)
         msg = f"{source} is not valid:\n{lines}"
         raise ConfigError(msg)
+    events = config["events"]
+    if events["source"] == "lhe" and not events.get("lhe_file"):
+        msg = (
+            f"{source}: events.source is 'lhe' but events.lhe_file is "
+            f"{events.get('lhe_file')!r}; expected the path of an LHE file"
+        )
+        raise ConfigError(msg)
     fractions = config["preparation"]["split"]
     total = sum(fractions.values())
     if abs(total - 1.0) > 1e-6:
-        msg = f"{source}: preparation.split fractions add up to {total}, expected 1"
+        msg = (
+            f"{source}: preparation.split fractions {dict(fractions)} add up to "
+            f"{total:g}, expected 1"
+        )
         raise ConfigError(msg)
     return config
 

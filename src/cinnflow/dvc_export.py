@@ -13,11 +13,14 @@ Run ``make dvc-yaml`` after changing a rule; ``tests/test_workflow.py`` fails wh
 
 import argparse
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+
+from cinnflow.io.atomic import atomic_path
 
 __all__ = ["STAGE_PARAMS", "derive_stages", "parse_jobs", "render"]
 
@@ -112,10 +115,11 @@ def derive_stages(jobs):
             {out: {"cache": False}} if out.startswith(METRICS) or out in PLOTS else out
             for out in outs
         ]
+        # DVC runs cmd through a shell: every path is quoted (a no-op for plain ones).
         definition = {
             "cmd": (
                 "snakemake --cores all --rerun-incomplete --allowed-rules "
-                f"{rule} -- {' '.join(outs)}"
+                f"{shlex.quote(rule)} -- {shlex.join(outs)}"
             ),
             "deps": sorted(stage["deps"]) + CODE_DEPS,
         }
@@ -158,7 +162,8 @@ def main(argv=None):
     if args.output == "-":
         sys.stdout.write(text)
     else:
-        Path(args.output).write_text(text)
+        with atomic_path(args.output) as tmp:
+            tmp.write_text(text)
 
 
 if __name__ == "__main__":

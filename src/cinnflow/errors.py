@@ -4,7 +4,13 @@ Every message names where the problem is (file, tree, branch or config key), the
 value seen and what was expected.
 """
 
-__all__ = ["CinnflowError", "ConfigError", "InputFileError", "TrainingError"]
+__all__ = [
+    "CinnflowError",
+    "ConfigError",
+    "InputFileError",
+    "TrainingError",
+    "TrainingInterrupted",
+]
 
 
 class CinnflowError(Exception):
@@ -21,3 +27,7 @@ class InputFileError(CinnflowError):
 
 class TrainingError(CinnflowError):
     """Training cannot go on, for example because the loss became NaN or infinite."""
+
+
+class TrainingInterrupted(TrainingError):
+    """Training stopped on SIGTERM or SIGINT; the last checkpoint is kept for resume."""

@@ -253,6 +253,14 @@ def simulate(
         raise ConfigError(msg)
     if lhe_file is not None:
         lhe_file = Path(lhe_file)
+        if any(char.isspace() for char in str(lhe_file)):
+            # Pythia reads a word setting up to the first blank, so the file it
+            # opened would not be the one checked here.
+            msg = (
+                f"events.lhe_file {str(lhe_file)!r} contains a blank; Pythia's "
+                "Beams:LHEF setting cannot hold one, expected a path without blanks"
+            )
+            raise ConfigError(msg)
         n_lhe = check_lhe(lhe_file)
         if lhe_skip + n_events > n_lhe:
             msg = (

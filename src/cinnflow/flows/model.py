@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from cinnflow.errors import CinnflowError, ConfigError
+from cinnflow.errors import CinnflowError, ConfigError, InputFileError, TrainingError
 from cinnflow.flows.bijectors import (
     ConditionalAffineCoupling,
     ConditionalShift,
@@ -516,7 +516,20 @@ class ConditionalINN(tf.Module):
 
         Args:
             directory: output directory, replaced atomically.
+
+        Raises:
+            TrainingError: if a variable holds NaN or infinite values (a model of
+                NaNs is never written).
         """
+        for variable in self.variables:
+            values = variable.numpy()
+            if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+                msg = (
+                    f"refusing to save the model to {str(directory)!r}: variable "
+                    f"{variable.name!r} holds {int(np.sum(~np.isfinite(values)))} "
+                    "NaN or infinite values; expected finite weights"
+                )
+                raise TrainingError(msg)
         config = {
             "format_version": _FORMAT_VERSION,
             "init_args": self.init_args,
@@ -559,9 +572,22 @@ class ConditionalINN(tf.Module):
 
         Raises:
             ConfigError: for a missing custom encoder or unknown format.
+            InputFileError: missing directory, unreadable ``config.json`` or a
+                missing, truncated or mismatched weights checkpoint.
         """
         directory = Path(directory)
-        config = json.loads((directory / _CONFIG_FILE).read_text())
+        config_file = directory / _CONFIG_FILE
+        if not config_file.is_file():
+            msg = (
+                f"model directory {str(directory)!r} has no {_CONFIG_FILE}; expected "
+                "a directory written by ConditionalINN.save (the train rule)"
+            )
+            raise InputFileError(msg)
+        try:
+            config = json.loads(config_file.read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            msg = f"{str(config_file)!r} is not valid JSON: {err}"
+            raise InputFileError(msg) from err
         if config.get("format_version") != _FORMAT_VERSION:
             msg = (
                 f"{directory / _CONFIG_FILE}: format_version "
@@ -572,8 +598,36 @@ class ConditionalINN(tf.Module):
             msg = f"{directory} was saved with a custom condition_encoder; pass it"
             raise ConfigError(msg)
         model = cls(condition_encoder=condition_encoder, **config["init_args"])
-        status = tf.train.Checkpoint(model=model).read(str(directory / _WEIGHTS_PREFIX))
-        status.assert_existing_objects_matched()
+        weights = directory / _WEIGHTS_PREFIX
+        try:
+            status = tf.train.Checkpoint(model=model).read(str(weights))
+            status.assert_existing_objects_matched()
+            # Extra checkpoint values (say, of more blocks) are not an error for TF.
+            saved = [
+                name
+                for name, _ in tf.train.list_variables(str(weights))
+                if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")
+            ]
+            if len(saved) != len(model.variables):
+                msg = (
+                    f"{len(saved)} variables, but the model that {_CONFIG_FILE} "
+                    f"describes has {len(model.variables)}"
+                )
+                raise ValueError(msg)
+        # The checkpoint reader raises IndexError or KeyError on damaged files.
+        except (
+            tf.errors.OpError,
+            ValueError,
+            AssertionError,
+            IndexError,
+            KeyError,
+        ) as err:
+            msg = (
+                f"cannot read the weights checkpoint {str(weights)!r}: "
+                f"{type(err).__name__}: {str(err).splitlines()[0]}; expected the "
+                f"checkpoint written with {_CONFIG_FILE} by ConditionalINN.save"
+            )
+            raise InputFileError(msg) from err
         if "support" in config:
             model.support_min = np.asarray(config["support"]["min"], np.float64)
             model.support_max = np.asarray(config["support"]["max"], np.float64)

@@ -269,7 +269,7 @@ def _check_finite(path, tree_name, collection, field, values):
     if bad.any():
         msg = (
             f"branch {collection}.{field} of tree {tree_name!r} in {str(path)!r} holds "
-            f"{int(bad.sum())} non-finite values (first: {flat[bad][0]!r}); "
+            f"{int(bad.sum())} non-finite values (first: {float(flat[bad][0])!r}); "
             "expected finite numbers"
         )
         raise InputFileError(msg)

@@ -12,6 +12,7 @@ colour flow).
 
 import gzip
 import logging
+import zlib
 from pathlib import Path
 
 from cinnflow.errors import InputFileError
@@ -88,11 +89,11 @@ def check_lhe(path) -> int:
                 elif stripped.startswith("<event"):
                     lineno = _check_event(path, lines, lineno, n_events)
                     n_events += 1
-    except (OSError, EOFError, UnicodeError) as err:
+    except (OSError, EOFError, UnicodeError, zlib.error) as err:
         msg = (
             f"cannot read LHE file {str(path)!r}: {type(err).__name__}: {err}; the "
-            "file may be truncated or corrupt, expected a complete plain or gzip "
-            "LHE file"
+            "file may be truncated or its gzip stream corrupt, expected a complete "
+            "plain or gzip LHE file"
         )
         raise InputFileError(msg) from err
     if not seen_root:
@@ -123,6 +124,8 @@ def _check_event(path, lines, lineno, index):
     """Consume one event block after its ``<event>`` line; return the last line no."""
 
     def fail(what, line_number, line):
+        if not line:  # next() hit the end of the file
+            what = "file ends inside an event block (truncated?)"
         msg = (
             f"LHE file {str(path)!r}, event {index} (line {line_number}): {what}; "
             f"line is {line.rstrip()[:80]!r}"
@@ -151,5 +154,5 @@ def _check_event(path, lines, lineno, index):
             return lineno
         if stripped.startswith("<event") or stripped.startswith("</LesHouches"):
             fail("event block not closed with </event>", lineno, line)
-    fail("file ends inside an event block", lineno, "")
+    fail("", lineno, "")
     return lineno

@@ -2,12 +2,12 @@
 
 import dataclasses
 import logging
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from cinnflow.errors import InputFileError
+from cinnflow.io.npz import load_npz
 from cinnflow.physics.observables import all_observables, observable_kinds
 
 __all__ = ["Posterior", "load_posterior"]
@@ -84,20 +84,7 @@ def load_posterior(path):
             event.
     """
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        msg = f"cannot read posterior file {str(path)!r}: {err}"
-        raise InputFileError(msg) from err
-
-    missing = [key for key in _REQUIRED_KEYS if key not in data]
-    if missing:
-        msg = (
-            f"posterior file {str(path)!r} lacks {missing!r}; found "
-            f"{sorted(data)!r}, expected at least {list(_REQUIRED_KEYS)!r}"
-        )
-        raise InputFileError(msg)
+    data = load_npz(path, required=_REQUIRED_KEYS, what="posterior file")
     x_parton, draws = data["x_parton"], data["draws"]
     names = tuple(str(n) for n in data["parton_names"])
     kinds = tuple(str(k) for k in data.get("parton_kinds", ["other"] * len(names)))

@@ -5,11 +5,13 @@ import json
 import logging
 from pathlib import Path
 
+import awkward as ak
 import numpy as np
 
 from cinnflow.errors import InputFileError
 from cinnflow.io.atomic import atomic_path
 from cinnflow.io.delphes import read_delphes
+from cinnflow.io.npz import load_npz
 from cinnflow.preparation.pairing import (
     READ_COLLECTIONS,
     column_names,
@@ -18,11 +20,13 @@ from cinnflow.preparation.pairing import (
 )
 from cinnflow.provenance import provenance
 
-__all__ = ["SPLITS", "prepare", "save_arrays", "load_arrays"]
+__all__ = ["REQUIRED_KEYS", "SPLITS", "load_arrays", "prepare", "save_arrays"]
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+#: Keys every prepared (and posterior) array file holds.
+REQUIRED_KEYS = ("x_parton", "c_detector", "parton_names", "parton_kinds")
 
 
 def _sha256(path):
@@ -47,12 +51,30 @@ def pair_file(path, process):
     events = read_delphes(
         path, collections=READ_COLLECTIONS, optional=("Electron", "Muon")
     )
+    _check_mothers(path, events["Particle"])
     x_parton, found = parton_level(events["Particle"], process["parton"])
     c_detector, selected, cutflow = detector_level(events, process["detector"])
     cutflow["parton_level_found"] = int((selected & found).sum())
     keep = selected & found
     logger.info("%s: cut flow %s", path, cutflow)
     return x_parton[keep], c_detector[keep], np.flatnonzero(keep), cutflow
+
+
+def _check_mothers(path, particles):
+    """Particle.M1 must index a particle of the same event (or be -1: none)."""
+    n_particles = ak.num(particles, axis=1)
+    bad = (particles.M1 < -1) | (particles.M1 >= n_particles)
+    n_bad = int(ak.sum(bad))
+    if n_bad:
+        event = int(np.flatnonzero(ak.to_numpy(ak.any(bad, axis=1)))[0])
+        value = int(particles.M1[event][bad[event]][0])
+        msg = (
+            f"branch Particle.M1 of {str(path)!r} holds {n_bad} mother indices "
+            f"outside their event (first: {value} in event {event} of "
+            f"{int(n_particles[event])} particles); expected -1 or an index in "
+            "[0, number of particles)"
+        )
+        raise InputFileError(msg)
 
 
 def prepare(inputs, process, *, fractions, seed, outputs, provenance_path, config):
@@ -105,14 +127,16 @@ def prepare(inputs, process, *, fractions, seed, outputs, provenance_path, confi
     detector_names, detector_kinds = column_names(
         detector_objects, process["detector"]["fields"]
     )
+    # Every split is checked before the first file is written, so a bad split
+    # leaves no output behind.
     rows_of = {name: order[bounds[i] : bounds[i + 1]] for i, name in enumerate(SPLITS)}
-    # Check every split before writing any, so that a failure leaves no files.
     for name, rows in rows_of.items():
         if len(rows) == 0:
             msg = (
-                f"split {name!r} would be empty: {n_events} selected events with "
-                f"fractions {dict(fractions)}; generate more events or change "
-                "preparation.split"
+                f"{', '.join(map(str, inputs))}: split {name!r} would be empty: "
+                f"{n_events} selected events with preparation.split "
+                f"{dict(fractions)}; expected at least one event per split "
+                "(generate more events or change preparation.split)"
             )
             raise InputFileError(msg)
     sizes = {}
@@ -151,7 +175,17 @@ def save_arrays(path, **arrays):
             np.savez(stream, **arrays)
 
 
-def load_arrays(path):
-    """Load an npz file written by :func:`save_arrays` without pickle."""
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+def load_arrays(path, *, required=REQUIRED_KEYS):
+    """Load an npz file written by :func:`save_arrays` without pickle.
+
+    Args:
+        path: npz file.
+        required: keys the file must hold.
+
+    Returns:
+        dict: key -> numpy array.
+
+    Raises:
+        InputFileError: see :func:`cinnflow.io.npz.load_npz`.
+    """
+    return load_npz(path, required=required)

@@ -5,6 +5,11 @@ weights, the optimiser state, the epoch counter, the early-stopping state and a
 copy of the best weights. The shuffle order of epoch ``e`` is drawn from
 ``numpy.random.default_rng([seed, e])``, so a run resumed from a checkpoint visits
 the same batches as an uninterrupted one and, on CPU, ends with the same weights.
+
+SIGTERM and SIGINT (what a SLURM time limit or Ctrl-C sends) are caught while
+training runs: the current step finishes, the model goes back to the last
+checkpoint (the steps of the unfinished epoch are dropped and redone on resume) and
+``TrainingInterrupted`` is raised. A second signal interrupts at once.
 """
 
 import csv
@@ -12,6 +17,8 @@ import difflib
 import json
 import logging
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from cinnflow.errors import ConfigError, TrainingError
+from cinnflow.errors import ConfigError, TrainingError, TrainingInterrupted
 from cinnflow.io.atomic import atomic_path
 
 __all__ = ["DEFAULT_TRAINING_CONFIG", "train"]
@@ -55,27 +62,36 @@ def _check_cfg(cfg):
     cfg = dict(cfg)
     unknown = sorted(set(cfg) - set(DEFAULT_TRAINING_CONFIG))
     if unknown:
-        hints = {
-            k: difflib.get_close_matches(k, DEFAULT_TRAINING_CONFIG) for k in unknown
-        }
-        msg = f"unknown training config keys {unknown!r} (did you mean {hints}?)"
+        key = unknown[0]
+        close = difflib.get_close_matches(key, DEFAULT_TRAINING_CONFIG, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        msg = (
+            f"training: unknown key {key!r}{hint} "
+            f"(allowed: {', '.join(sorted(DEFAULT_TRAINING_CONFIG))})"
+        )
         raise ConfigError(msg)
     merged = {**DEFAULT_TRAINING_CONFIG, **cfg}
-    ranges = {
-        "batch_size": merged["batch_size"] >= 1,
-        "learning_rate": merged["learning_rate"] > 0,
-        "lr_decay": 0 < merged["lr_decay"] <= 1,
-        "epochs": merged["epochs"] >= 1,
-        "weight_decay": merged["weight_decay"] >= 0,
-        "patience": merged["patience"] >= 1,
-        "max_minutes": merged["max_minutes"] > 0,
-        "clip_norm": merged["clip_norm"] > 0,
-    }
-    for key, ok in ranges.items():
-        if not ok:
-            msg = f"training.{key} = {merged[key]!r} is out of range"
+    for key, (allowed, ok) in _RANGES.items():
+        value = merged[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            msg = f"training.{key} = {value!r} is not a number; expected {allowed}"
+            raise ConfigError(msg)
+        if not ok(value):
+            msg = f"training.{key} = {value!r} is out of range; expected {allowed}"
             raise ConfigError(msg)
     return merged
+
+
+_RANGES = {
+    "batch_size": ("an integer >= 1", lambda v: v >= 1 and int(v) == v),
+    "learning_rate": ("a number > 0", lambda v: v > 0),
+    "lr_decay": ("a number in (0, 1]", lambda v: 0 < v <= 1),
+    "epochs": ("an integer >= 1", lambda v: v >= 1 and int(v) == v),
+    "weight_decay": ("a number >= 0", lambda v: v >= 0),
+    "patience": ("an integer >= 1", lambda v: v >= 1 and int(v) == v),
+    "max_minutes": ("a number > 0", lambda v: v > 0),
+    "clip_norm": ("a number > 0", lambda v: v > 0),
+}
 
 
 def _as_float32(pair, what):
@@ -160,7 +176,24 @@ def train(model, train, val, *, cfg, checkpoint_dir, seed, loss_csv):
     manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=2)
     history = []
     if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        try:
+            status = checkpoint.restore(manager.latest_checkpoint)
+            status.assert_existing_objects_matched()
+        # The checkpoint reader raises IndexError or KeyError on damaged files.
+        except (
+            tf.errors.OpError,
+            ValueError,
+            AssertionError,
+            IndexError,
+            KeyError,
+        ) as err:
+            msg = (
+                f"cannot resume from checkpoint {manager.latest_checkpoint!r}: "
+                f"{type(err).__name__}: {str(err).splitlines()[0]}; expected a "
+                "checkpoint of this model and training config (delete "
+                f"{str(checkpoint_dir)!r} to start afresh)"
+            )
+            raise TrainingError(msg) from err
         history = _read_history(checkpoint_dir)[: int(state["epoch"].numpy())]
         logger.info(
             "resumed from %s after epoch %d", manager.latest_checkpoint, len(history)
@@ -214,82 +247,98 @@ def train(model, train, val, *, cfg, checkpoint_dir, seed, loss_csv):
     stop_reason = "epochs"
     epoch = int(state["epoch"].numpy())
     epochs_this_run = 0
-    while epoch < int(state["planned_epochs"].numpy()):
-        epoch_start = time.monotonic()
-        losses = []
-        out_of_time = False
-        for step, idx in enumerate(_batches(len(x_train), batch_size, seed, epoch)):
-            nll = float(train_step(x_train[idx], c_train[idx]))
-            if not math.isfinite(nll):
+    with _StopSignals() as stop:
+        while epoch < int(state["planned_epochs"].numpy()):
+            epoch_start = time.monotonic()
+            losses = []
+            out_of_time = False
+            for step, idx in enumerate(_batches(len(x_train), batch_size, seed, epoch)):
+                nll = float(train_step(x_train[idx], c_train[idx]))
+                if not math.isfinite(nll):
+                    _reset(checkpoint, manager)
+                    msg = (
+                        f"loss is {nll} at epoch {epoch} step {step}; the model is "
+                        f"reset to {_last_good(manager)} (try a lower learning_rate "
+                        "or clamp)"
+                    )
+                    raise TrainingError(msg)
+                losses.append(nll)
+                if stop.signum is not None:
+                    _reset(checkpoint, manager)
+                    msg = _interrupted_message(
+                        stop.signum, epoch, step + 1, steps_per_epoch, manager
+                    )
+                    raise TrainingInterrupted(msg)
+                if time.monotonic() - start_time > budget_s:
+                    out_of_time = True
+                    break
+            train_loss = float(np.mean(losses))
+            val_loss = validate()
+            if not math.isfinite(val_loss):
                 _reset(checkpoint, manager)
                 msg = (
-                    f"loss is {nll} at epoch {epoch} step {step}; the model is reset "
-                    f"to the last good checkpoint {manager.latest_checkpoint} (try a "
-                    "lower learning_rate or clamp)"
+                    f"validation loss is {val_loss} after epoch {epoch}; the model "
+                    f"is reset to {_last_good(manager)}"
                 )
                 raise TrainingError(msg)
-            losses.append(nll)
-            if time.monotonic() - start_time > budget_s:
-                out_of_time = True
-                break
-        train_loss = float(np.mean(losses))
-        val_loss = validate()
-        if not math.isfinite(val_loss):
-            _reset(checkpoint, manager)
-            msg = f"validation loss is {val_loss} after epoch {epoch}"
-            raise TrainingError(msg)
-        learning_rate = float(schedule(optimizer.iterations))
-        seconds = time.monotonic() - epoch_start
-        if val_loss < float(state["best_val"].numpy()):
-            state["best_val"].assign(val_loss)
-            state["best_epoch"].assign(epoch)
-            state["wait"].assign(0)
-            for best, v in zip(best_weights, variables, strict=True):
-                best.assign(v)
-        else:
-            state["wait"].assign_add(1)
-        state["epoch"].assign(epoch + 1)
-        history.append(
-            {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                "learning_rate": learning_rate,
-            }
-        )
-        logger.info(
-            "epoch %d: train_loss %.4f val_loss %.4f lr %.2e (%.0f s, %.0f events/s)",
-            epoch,
-            train_loss,
-            val_loss,
-            learning_rate,
-            seconds,
-            len(losses) * batch_size / seconds,
-        )
-        _write_history(checkpoint_dir, history, loss_csv)
-        epochs_this_run += 1
-        # The first epoch of a run includes graph tracing; time the second one.
-        if not bool(state["planned"].numpy()) and epochs_this_run == 2:
-            _plan_epochs(state, epoch, seconds, start_time, budget_s)
-        manager.save(checkpoint_number=epoch)
-        if out_of_time:
-            stop_reason = "max_minutes"
-            logger.warning(
-                "stopped in epoch %d: max_minutes = %s used up",
-                epoch,
-                cfg["max_minutes"],
+            learning_rate = float(schedule(optimizer.iterations))
+            seconds = time.monotonic() - epoch_start
+            if val_loss < float(state["best_val"].numpy()):
+                state["best_val"].assign(val_loss)
+                state["best_epoch"].assign(epoch)
+                state["wait"].assign(0)
+                for best, v in zip(best_weights, variables, strict=True):
+                    best.assign(v)
+            else:
+                state["wait"].assign_add(1)
+            state["epoch"].assign(epoch + 1)
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "learning_rate": learning_rate,
+                }
             )
-            break
-        if int(state["wait"].numpy()) >= int(cfg["patience"]):
-            stop_reason = "patience"
             logger.info(
-                "early stop after epoch %d (patience %d)", epoch, cfg["patience"]
+                "epoch %d: train_loss %.4f val_loss %.4f lr %.2e (%.0f s, %.0f "
+                "events/s)",
+                epoch,
+                train_loss,
+                val_loss,
+                learning_rate,
+                seconds,
+                len(losses) * batch_size / seconds,
             )
-            break
-        epoch += 1
-    else:
-        if int(state["planned_epochs"].numpy()) < int(cfg["epochs"]):
-            stop_reason = "planned_epochs"
+            _write_history(checkpoint_dir, history, loss_csv)
+            epochs_this_run += 1
+            # The first epoch of a run includes graph tracing; time the second one.
+            if not bool(state["planned"].numpy()) and epochs_this_run == 2:
+                _plan_epochs(state, epoch, seconds, start_time, budget_s)
+            manager.save(checkpoint_number=epoch)
+            if stop.signum is not None:
+                msg = _interrupted_message(
+                    stop.signum, epoch + 1, 0, steps_per_epoch, manager
+                )
+                raise TrainingInterrupted(msg)
+            if out_of_time:
+                stop_reason = "max_minutes"
+                logger.warning(
+                    "stopped in epoch %d: max_minutes = %s used up",
+                    epoch,
+                    cfg["max_minutes"],
+                )
+                break
+            if int(state["wait"].numpy()) >= int(cfg["patience"]):
+                stop_reason = "patience"
+                logger.info(
+                    "early stop after epoch %d (patience %d)", epoch, cfg["patience"]
+                )
+                break
+            epoch += 1
+        else:
+            if int(state["planned_epochs"].numpy()) < int(cfg["epochs"]):
+                stop_reason = "planned_epochs"
 
     for best, v in zip(best_weights, variables, strict=True):
         v.assign(best)
@@ -359,6 +408,61 @@ def _plan_epochs(state, epoch, epoch_seconds, start_time, budget_s):
         )
         state["planned_epochs"].assign(max(fit, epoch + 1))
     state["planned"].assign(True)
+
+
+class _StopSignals:
+    """Record SIGTERM and SIGINT inside the block instead of dying at once.
+
+    The training loop polls ``signum`` after every step. A second signal raises
+    ``KeyboardInterrupt`` at once. Outside the main thread (where Python cannot set
+    handlers) the block does nothing.
+    """
+
+    _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in self._SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, exc_type, exc, tb):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        return False
+
+
+def _last_good(manager):
+    if manager.latest_checkpoint:
+        return f"the last good checkpoint {manager.latest_checkpoint!r}"
+    return "its initial weights (no checkpoint was written yet)"
+
+
+def _interrupted_message(signum, epoch, steps_done, steps_per_epoch, manager):
+    name = signal.Signals(signum).name
+    if manager.latest_checkpoint:
+        kept = (
+            f"checkpoint {manager.latest_checkpoint!r} (end of epoch {epoch - 1}) is "
+            "kept and a re-run resumes from it"
+        )
+    else:
+        kept = "no checkpoint was written yet, so a re-run starts from the beginning"
+    dropped = (
+        f"; the {steps_done} of {steps_per_epoch} steps done in epoch {epoch} are "
+        "redone"
+        if steps_done
+        else ""
+    )
+    return f"training interrupted by {name} in epoch {epoch}: {kept}{dropped}"
 
 
 def _reset(checkpoint, manager):
