@@ -392,3 +392,16 @@ def test_train_with_mmd_needs_parton_names_and_runs(tmp_path):
             parton_names=MMD_NAMES,
             **{**kwargs, "cfg": {**cfg, "mmd_widths_gev": {"m_ww": [1.0]}}},
         )
+
+
+def test_xla_training_matches_graph_training(tmp_path):
+    data, val = _toy(320, seed=5), _toy(64, seed=6)
+    cfg = {**CFG, "epochs": 1}
+    _, graph = _run(tmp_path, "graph", data, val, cfg={**cfg, "jit_compile": False})
+    _, xla = _run(tmp_path, "xla", data, val, cfg={**cfg, "jit_compile": True})
+    assert xla["history"][0]["train_loss"] == pytest.approx(
+        graph["history"][0]["train_loss"], rel=1e-4, abs=1e-4
+    )
+    assert xla["best_val_loss"] == pytest.approx(
+        graph["best_val_loss"], rel=1e-4, abs=1e-4
+    )

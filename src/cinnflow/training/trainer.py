@@ -40,8 +40,10 @@ DEFAULT_TRAINING_CONFIG = {
     "max_minutes": 9.0,
     # Gradient global-norm clip; the log-likelihood of a flow has rare spikes.
     "clip_norm": 10.0,
-    # XLA for the train and validation steps (benchmarks/bench_flows.py).
-    "jit_compile": True,
+    # XLA for the train and validation steps: works, but gave no measurable
+    # training speed-up on 2 CPU cores and costs compile time
+    # (benchmarks/results/flows.md).
+    "jit_compile": False,
     # Optional MMD of the invariant masses (cinnflow.training.mmd), computed on one
     # draw from the flow per training event; added as mmd_weight * MMD^2.
     "mmd": False,
