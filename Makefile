@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.cinnflow-installed
 CORES ?= all
 
-.PHONY: setup run report test lint bench bench-events dvc-yaml clean
+.PHONY: setup run report test lint bench bench-events bench-flows dvc-yaml clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,12 +32,27 @@ lint: setup
 	$(BIN)/ruff check src tests workflow/scripts benchmarks
 	$(BIN)/snakemake --lint
 
-## Benchmarks (not tests): `bench` runs them all.
-bench: bench-events
+## Benchmarks (not tests): the event chain and the cINN against FrEIA.
+bench: bench-events bench-flows
 
 ## Event chain throughput (events/s per core, Pythia alone as the peer).
 bench-events: setup
 	$(BIN)/python benchmarks/bench_events.py --n-events 5000
+
+# The FrEIA peer runs in its own venv: torch 2.13.0 is the CPU build on local disk
+# (a plain `torch` would pull several GB of CUDA).
+FREIA_VENV := .venv-freia
+FREIA_STAMP := $(FREIA_VENV)/.freia-installed
+
+$(FREIA_STAMP):
+	$(PYTHON) -m venv $(FREIA_VENV)
+	$(FREIA_VENV)/bin/pip install --quiet torch==2.13.0 freia==0.2 numpy
+	touch $(FREIA_STAMP)
+
+## cINN training, log-likelihood and sampling against FrEIA 0.2 (about 10 min on
+## 2 cores): benchmarks/results/flows.md and flows.json.
+bench-flows: setup $(FREIA_STAMP)
+	$(BIN)/python benchmarks/bench_flows.py --freia-python $(FREIA_VENV)/bin/python
 
 ## Regenerate dvc.yaml from the Snakemake workflow (a test fails when they drift).
 dvc-yaml: setup

@@ -263,3 +263,173 @@ def test_support_truncation_clips_when_redraws_run_out():
     low, high = model.support(0.0)
     assert np.all((draws >= low - 1e-6) & (draws <= high + 1e-6))
     assert stats["clipped_fraction"] == stats["rejected_fraction"] > 0
+
+
+# ---------------------------------------------------------------- MMD term
+
+MMD_NAMES = [f"{o}_{f}" for o in ("q1", "q2", "l1", "l2") for f in ("pt", "eta", "phi")]
+
+
+def _zw_toy(n, seed):
+    """Parton (pt, eta, phi) of q1 q2 l1 l2 and a smeared copy as the condition."""
+    rng = np.random.default_rng(seed)
+    x = np.empty((n, 12), np.float32)
+    x[:, 0::3] = rng.uniform(20.0, 120.0, (n, 4))
+    x[:, 1::3] = rng.normal(0.0, 1.0, (n, 4))
+    x[:, 2::3] = rng.uniform(-3.0, 3.0, (n, 4))
+    c = x * (1.0 + rng.normal(0.0, 0.05, x.shape))
+    return x, c.astype(np.float32)
+
+
+def _zw_model():
+    return ConditionalINN(
+        ["pt", "eta", "phi"] * 4,
+        ["pt", "eta", "phi"] * 4,
+        n_blocks=2,
+        subnet_hidden=[16],
+        condition_hidden=[16],
+        condition_dim=4,
+        clamp=2.0,
+        seed=3,
+    )
+
+
+def _one_step(x, c, mmd_cfg, spy=None):
+    import tensorflow as tf
+    import tf_keras
+
+    from cinnflow.training.mmd import MassMMD
+
+    model = _zw_model()
+    model.adapt(x, c)
+    cfg = trainer._check_cfg({"jit_compile": False, **mmd_cfg})
+    optimizer = tf_keras.optimizers.Adam(learning_rate=1e-2)
+    optimizer.build(model.trainable_variables)
+    mmd = None
+    if cfg["mmd"]:
+        mmd = MassMMD(MMD_NAMES, cfg["mmd_widths_gev"])
+        if spy is not None:
+            spy["mmd"] = mmd
+            mmd = spy["wrap"](mmd)
+    step = trainer.make_train_step(model, optimizer, cfg, seed=7, mmd=mmd)
+    tf.config.run_functions_eagerly(True)
+    try:
+        nll, mmd2 = step(tf.constant(x), tf.constant(c))
+    finally:
+        tf.config.run_functions_eagerly(False)
+    return model, float(nll), float(mmd2)
+
+
+def test_mmd_term_changes_the_loss_and_its_gradient_reaches_the_flow():
+    import tensorflow as tf
+
+    from cinnflow.training.mmd import MassMMD, pair_mass
+
+    x, c = _zw_toy(256, seed=1)
+    # The term: positive, and its gradient reaches the coupling weights.
+    model = _zw_model()
+    model.adapt(x, c)
+    z = tf.random.stateless_normal([256, 1, 12], seed=[7, 0])
+    mmd = MassMMD(MMD_NAMES, {"m_qq": [5.0], "m_ll": [5.0]})
+    with tf.GradientTape() as tape:
+        value = mmd(model.forward_latent(z, c)[:, 0], tf.constant(x))
+    grads = tape.gradient(value, model.trainable_variables)
+    assert float(value) > 1e-3
+    coupling_vars = {id(v) for v in model.couplings[0].trainable_variables}
+    moved = [
+        float(tf.reduce_max(tf.abs(g)))
+        for g, v in zip(grads, model.trainable_variables, strict=True)
+        if id(v) in coupling_vars and g is not None
+    ]
+    assert moved and max(moved) > 0.0
+    # The masses are those of massless pairs: m^2 = 2 pt1 pt2 (cosh deta - cos dphi).
+    m = pair_mass(tf.constant(x), [0, 1, 2, 3, 4, 5]).numpy()
+    expected = np.sqrt(
+        2 * x[:, 0] * x[:, 3] * (np.cosh(x[:, 1] - x[:, 4]) - np.cos(x[:, 2] - x[:, 5]))
+    )
+    np.testing.assert_allclose(m, expected, rtol=1e-4)
+
+    # One training step: the NLL is the same, the update is not; weight 0 = off.
+    widths = {"mmd_widths_gev": {"m_qq": [5.0], "m_ll": [5.0]}}
+    off, nll_off, mmd_off = _one_step(x, c, {"mmd": False})
+    on, nll_on, mmd_on = _one_step(x, c, {"mmd": True, "mmd_weight": 10.0, **widths})
+    zero, _, _ = _one_step(x, c, {"mmd": True, "mmd_weight": 0.0, **widths})
+    assert nll_on == pytest.approx(nll_off, rel=1e-6)
+    assert mmd_off == 0.0 and mmd_on == pytest.approx(float(value), rel=1e-5)
+    diff_on = max(
+        float(np.max(np.abs(a - b)))
+        for a, b in zip(_weights(on), _weights(off), strict=True)
+    )
+    assert diff_on > 1e-6
+    for a, b in zip(_weights(zero), _weights(off), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_mmd_uses_draws_from_the_model_for_the_batch_conditions():
+    import tensorflow as tf
+
+    x, c = _zw_toy(128, seed=2)
+    seen = {}
+
+    def wrap(mmd):
+        def spy(generated, x_parton):
+            seen["generated"] = generated.numpy()
+            seen["x_parton"] = x_parton.numpy()
+            return mmd(generated, x_parton)
+
+        return spy
+
+    reference = _zw_model()
+    reference.adapt(x, c)
+    # Step 0 draws z from the stateless seed (seed=7, step 0), before the update.
+    z = tf.random.stateless_normal([128, 1, 12], seed=tf.constant([7, 0], tf.int64))
+    expected = reference.forward_latent(z, c)[:, 0].numpy()
+    _one_step(x, c, {"mmd": True}, spy={"wrap": wrap})
+    np.testing.assert_allclose(seen["generated"], expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(seen["x_parton"], x)
+    # Other conditions give other draws: the draws follow the batch's conditions.
+    other = reference.forward_latent(z, c[::-1].copy())[:, 0].numpy()
+    assert np.max(np.abs(other - seen["generated"])) > 1.0
+
+
+def test_train_with_mmd_needs_parton_names_and_runs(tmp_path):
+    from cinnflow.errors import ConfigError
+
+    data, val = _zw_toy(256, seed=3), _zw_toy(64, seed=4)
+    model = _zw_model()
+    model.adapt(*data)
+    cfg = {**CFG, "epochs": 1, "mmd": True}
+    kwargs = dict(cfg=cfg, checkpoint_dir=tmp_path / "mmd", seed=1)
+    with pytest.raises(ConfigError, match="parton_names"):
+        train(model, data, val, loss_csv=tmp_path / "a.csv", **kwargs)
+    result = train(
+        model,
+        data,
+        val,
+        loss_csv=tmp_path / "b.csv",
+        parton_names=MMD_NAMES,
+        **kwargs,
+    )
+    assert result["epochs_done"] == 1 and np.isfinite(result["best_val_loss"])
+    with pytest.raises(ConfigError, match="m_ww"):
+        train(
+            model,
+            data,
+            val,
+            loss_csv=tmp_path / "c.csv",
+            parton_names=MMD_NAMES,
+            **{**kwargs, "cfg": {**cfg, "mmd_widths_gev": {"m_ww": [1.0]}}},
+        )
+
+
+def test_xla_training_matches_graph_training(tmp_path):
+    data, val = _toy(320, seed=5), _toy(64, seed=6)
+    cfg = {**CFG, "epochs": 1}
+    _, graph = _run(tmp_path, "graph", data, val, cfg={**cfg, "jit_compile": False})
+    _, xla = _run(tmp_path, "xla", data, val, cfg={**cfg, "jit_compile": True})
+    assert xla["history"][0]["train_loss"] == pytest.approx(
+        graph["history"][0]["train_loss"], rel=1e-4, abs=1e-4
+    )
+    assert xla["best_val_loss"] == pytest.approx(
+        graph["best_val_loss"], rel=1e-4, abs=1e-4
+    )

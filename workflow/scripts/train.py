@@ -29,5 +29,6 @@ train(
     checkpoint_dir=sm.params.checkpoints,
     seed=sm.params.seed,
     loss_csv=sm.output.loss,
+    parton_names=[str(n) for n in train_set["parton_names"]],
 )
 model.save(sm.output.model)

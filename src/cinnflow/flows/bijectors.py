@@ -84,10 +84,13 @@ class ConditionalAffineCoupling(tfb.Bijector):
         log|det J_forward| = sum(s1) + sum(s2)
 
     The condition enters as the keyword ``conditional_input`` (routed by ``Chain``
-    through ``bijector_kwargs`` under this bijector's name).
+    through ``bijector_kwargs`` under this bijector's name). With the optional
+    keyword ``condition_repeats`` (an integer r), ``conditional_input`` has one row
+    per r consecutive rows of the input (e.g. r posterior draws per event), and the
+    condition part of the subnets is computed once per condition row.
     """
 
-    def __init__(self, dim, *, subnet_hidden, clamp, seed, name):
+    def __init__(self, dim, *, subnet_hidden, clamp, seed, name, fuse_condition=True):
         """Build the block and its two subnets.
 
         Args:
@@ -96,8 +99,14 @@ class ConditionalAffineCoupling(tfb.Bijector):
             clamp: bound of the soft-clamped log-scales.
             seed: integer seed of the subnet initialisation.
             name: bijector name, e.g. ``coupling_03``; used to route the condition.
+            fuse_condition: compute the condition part of both subnets' first
+                layers in one matmul, once per condition row (see
+                ``condition_projection``); False runs each subnet on
+                ``concat([inputs, e])``, as FrEIA does. Same weights, same result
+                to round-off.
         """
         parameters = dict(locals())
+        self._fuse = bool(fuse_condition)
         self._dim = int(dim)
         self._d1 = self._dim // 2
         self._d2 = self._dim - self._d1
@@ -131,35 +140,88 @@ class ConditionalAffineCoupling(tfb.Bijector):
         self.subnet_1(tf.zeros([1, self._d2 + condition_dim], dtype))
         self.subnet_2(tf.zeros([1, self._d1 + condition_dim], dtype))
 
-    def _scale_shift(self, subnet, inputs, conditional_input):
-        raw = subnet(tf.concat([inputs, conditional_input], axis=-1))
-        raw_s, t = tf.split(raw, 2, axis=-1)
+    def condition_projection(self, conditional_input):
+        """Condition part of both subnets' first layers, in one matmul.
+
+        The first layer of a subnet acts on ``concat([inputs, e])``; its kernel
+        splits into an input part and a condition part, so
+        ``concat([inputs, e]) @ K + b = inputs @ K_in + (e @ K_e + b)``. The
+        bracket of both subnets is one ``(n, c) @ (c, 2 * width)`` matmul, the
+        largest one of the block; it is computed once per condition row, so
+        posterior sampling computes it once per event, not once per draw.
+
+        Args:
+            conditional_input: condition embedding e (n, condition_dim).
+
+        Returns:
+            float tensor (n, width_1 + width_2).
+        """
+        first_1 = self.subnet_1.layers[0]
+        first_2 = self.subnet_2.layers[0]
+        kernel = tf.concat(
+            [first_1.kernel[self._d2 :], first_2.kernel[self._d1 :]], axis=1
+        )
+        bias = tf.concat([first_1.bias, first_2.bias], axis=0)
+        return tf.linalg.matmul(conditional_input, kernel) + bias
+
+    def _subnet(self, subnet, n_in, inputs, projected):
+        """Subnet output from its inputs and its part of the condition projection.
+
+        Unfused, ``projected`` is the condition embedding itself.
+        """
+        if not self._fuse:
+            raw = subnet(tf.concat([inputs, projected], axis=-1))
+            raw_s, t = tf.split(raw, 2, axis=-1)
+            return soft_clamp(raw_s, self._clamp), t
+        first = subnet.layers[0]
+        hidden = first.activation(
+            tf.linalg.matmul(inputs, first.kernel[:n_in]) + projected
+        )
+        for layer in subnet.layers[1:]:
+            hidden = layer(hidden)
+        raw_s, t = tf.split(hidden, 2, axis=-1)
         return soft_clamp(raw_s, self._clamp), t
 
-    def _forward_and_log_det(self, z, conditional_input):
+    def _projections(self, conditional_input, condition_repeats):
+        if not self._fuse:
+            if condition_repeats is not None:
+                conditional_input = tf.repeat(
+                    conditional_input, condition_repeats, axis=0
+                )
+            return conditional_input, conditional_input
+        projected = self.condition_projection(conditional_input)
+        if condition_repeats is not None:
+            projected = tf.repeat(projected, condition_repeats, axis=0)
+        width_1 = self.subnet_1.layers[0].units
+        return projected[..., :width_1], projected[..., width_1:]
+
+    def _forward_and_log_det(self, z, conditional_input, condition_repeats=None):
+        p1, p2 = self._projections(conditional_input, condition_repeats)
         z1, z2 = z[..., : self._d1], z[..., self._d1 :]
-        s1, t1 = self._scale_shift(self.subnet_1, z2, conditional_input)
+        s1, t1 = self._subnet(self.subnet_1, self._d2, z2, p1)
         x1 = z1 * tf.exp(s1) + t1
-        s2, t2 = self._scale_shift(self.subnet_2, x1, conditional_input)
+        s2, t2 = self._subnet(self.subnet_2, self._d1, x1, p2)
         x2 = z2 * tf.exp(s2) + t2
         fldj = tf.reduce_sum(s1, axis=-1) + tf.reduce_sum(s2, axis=-1)
         return tf.concat([x1, x2], axis=-1), fldj
 
-    def _inverse_and_log_det(self, x, conditional_input):
+    def _inverse_and_log_det(self, x, conditional_input, condition_repeats=None):
+        p1, p2 = self._projections(conditional_input, condition_repeats)
         x1, x2 = x[..., : self._d1], x[..., self._d1 :]
-        s2, t2 = self._scale_shift(self.subnet_2, x1, conditional_input)
+        s2, t2 = self._subnet(self.subnet_2, self._d1, x1, p2)
         z2 = (x2 - t2) * tf.exp(-s2)
-        s1, t1 = self._scale_shift(self.subnet_1, z2, conditional_input)
+        s1, t1 = self._subnet(self.subnet_1, self._d2, z2, p1)
         z1 = (x1 - t1) * tf.exp(-s1)
         ildj = -tf.reduce_sum(s1, axis=-1) - tf.reduce_sum(s2, axis=-1)
         return tf.concat([z1, z2], axis=-1), ildj
 
-    def _forward(self, z, conditional_input=None):
-        return self._forward_and_log_det(z, _required(conditional_input, self.name))[0]
-
-    def _inverse(self, x, conditional_input=None):
+    def _forward(self, z, conditional_input=None, condition_repeats=None):
         cond = _required(conditional_input, self.name)
-        z, ildj = self._inverse_and_log_det(x, cond)
+        return self._forward_and_log_det(z, cond, condition_repeats)[0]
+
+    def _inverse(self, x, conditional_input=None, condition_repeats=None):
+        cond = _required(conditional_input, self.name)
+        z, ildj = self._inverse_and_log_det(x, cond, condition_repeats)
         self._memo.clear()
         self._memo.update(x=x, z=z, cond=cond, ildj=ildj)
         return z
@@ -170,19 +232,23 @@ class ConditionalAffineCoupling(tfb.Bijector):
             return memo["ildj"]
         return None
 
-    def _forward_log_det_jacobian(self, z, conditional_input=None):
+    def _forward_log_det_jacobian(
+        self, z, conditional_input=None, condition_repeats=None
+    ):
         cond = _required(conditional_input, self.name)
         ildj = self._memo_ildj("z", z, cond)
-        if ildj is not None:
+        if ildj is not None and condition_repeats is None:
             return -ildj
-        return self._forward_and_log_det(z, cond)[1]
+        return self._forward_and_log_det(z, cond, condition_repeats)[1]
 
-    def _inverse_log_det_jacobian(self, x, conditional_input=None):
+    def _inverse_log_det_jacobian(
+        self, x, conditional_input=None, condition_repeats=None
+    ):
         cond = _required(conditional_input, self.name)
         ildj = self._memo_ildj("x", x, cond)
-        if ildj is not None:
+        if ildj is not None and condition_repeats is None:
             return ildj
-        return self._inverse_and_log_det(x, cond)[1]
+        return self._inverse_and_log_det(x, cond, condition_repeats)[1]
 
 
 def _required(conditional_input, name):

@@ -93,6 +93,8 @@ class ConditionalINN(tf.Module):
         condition_encoder=None,
         condition_regression=True,
         phi_reference=False,
+        fuse_condition=True,
+        jit_compile=True,
     ):
         """Build the network (weights are created immediately).
 
@@ -115,6 +117,10 @@ class ConditionalINN(tf.Module):
                 detector phi column (e.g. q1 to j1, l1 to l1), so that the seam of
                 the phi map sits opposite the matched detector object; needs as many
                 detector as parton phi columns.
+            fuse_condition: couplings compute the condition part of their
+                subnets in one matmul, once per event when sampling (see
+                ``ConditionalAffineCoupling``); a speed option, same weights.
+            jit_compile: compile ``sample`` with XLA; a speed option.
 
         Raises:
             ConfigError: for unknown kinds or out-of-range sizes.
@@ -137,6 +143,8 @@ class ConditionalINN(tf.Module):
             "seed": int(seed),
             "condition_regression": bool(condition_regression),
             "phi_reference": bool(phi_reference),
+            "fuse_condition": bool(fuse_condition),
+            "jit_compile": bool(jit_compile),
         }
         self.custom_encoder = condition_encoder is not None
         dim = len(self.parton_kinds)
@@ -180,6 +188,7 @@ class ConditionalINN(tf.Module):
                 clamp=clamp,
                 seed=int(init_seeds[i]),
                 name=name,
+                fuse_condition=fuse_condition,
             )
             self.couplings.append(coupling)
             flow.append(coupling)
@@ -362,21 +371,27 @@ class ConditionalINN(tf.Module):
         c_detector = tf.convert_to_tensor(c_detector, tf.float32)
         return tf.gather(c_detector, self.phi_reference_index, axis=1)
 
-    def bijector_kwargs(self, features, embedding, reference=None):
+    def bijector_kwargs(
+        self, features, embedding, reference=None, condition_repeats=None
+    ):
         """Condition keyword arguments for ``tfb.Chain``, routed by bijector name.
 
         Args:
             features: standardised condition features (n, n_features).
-            embedding: condition embedding (n, condition_dim).
+            embedding: condition embedding (n / condition_repeats, condition_dim).
             reference: reference phi angles (n, n_phi) from ``_reference``; needed
                 only with ``phi_reference``.
+            condition_repeats: None, or the number r of consecutive input rows that
+                share one row of ``embedding`` (posterior draws of one event); the
+                couplings then compute their condition projection once per event.
 
         Returns:
             dict mapping bijector names to their keyword arguments.
         """
-        kwargs = {
-            name: {"conditional_input": embedding} for name in self.coupling_names
-        }
+        coupling_kwargs = {"conditional_input": embedding}
+        if condition_repeats is not None:
+            coupling_kwargs["condition_repeats"] = condition_repeats
+        kwargs = {name: dict(coupling_kwargs) for name in self.coupling_names}
         if self.regression_name is not None:
             kwargs[self.regression_name] = {"conditional_input": features}
         if self.phi_reference_index is not None:
@@ -418,13 +433,14 @@ class ConditionalINN(tf.Module):
         features = self._features(c_detector)
         embedding = self.condition_encoder(features)
         reference = self._reference(c_detector)
+        # The embedding stays one row per event: every coupling projects it once
+        # and repeats the projection over the draws (see condition_repeats).
         features = tf.repeat(features, n_draws, axis=0)
-        embedding = tf.repeat(embedding, n_draws, axis=0)
         if reference is not None:
             reference = tf.repeat(reference, n_draws, axis=0)
         x = self.bijector.forward(
             tf.reshape(z, [-1, self.dim]),
-            **self.bijector_kwargs(features, embedding, reference),
+            **self.bijector_kwargs(features, embedding, reference, n_draws),
         )
         return tf.reshape(x, [n_events, n_draws, self.dim])
 
@@ -484,6 +500,8 @@ class ConditionalINN(tf.Module):
         self._check_inputs(None, c_detector)
         rng = np.random.default_rng(seed)
         z = rng.standard_normal((len(c_detector), n_draws, self.dim), np.float32)
+        if self.init_args["jit_compile"]:
+            return self._forward_fn_xla(z, c_detector).numpy()
         return self._forward_fn(z, c_detector).numpy()
 
     @tf.function(
@@ -494,6 +512,18 @@ class ConditionalINN(tf.Module):
         reduce_retracing=True,
     )
     def _forward_fn(self, z, c_detector):
+        return self.forward_latent(z, c_detector)
+
+    # XLA compiles once per distinct (n_events, n_draws): a few shapes per run.
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, None], tf.float32),
+            tf.TensorSpec([None, None], tf.float32),
+        ],
+        reduce_retracing=True,
+        jit_compile=True,
+    )
+    def _forward_fn_xla(self, z, c_detector):
         return self.forward_latent(z, c_detector)
 
     def _build(self):

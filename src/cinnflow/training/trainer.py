@@ -25,11 +25,13 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 import tf_keras
+from tqdm.auto import tqdm
 
 from cinnflow.errors import ConfigError, TrainingError, TrainingInterrupted
 from cinnflow.io.atomic import atomic_path
+from cinnflow.training.mmd import DEFAULT_MMD_WIDTHS_GEV, MassMMD
 
-__all__ = ["DEFAULT_TRAINING_CONFIG", "train"]
+__all__ = ["DEFAULT_TRAINING_CONFIG", "make_train_step", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +47,13 @@ DEFAULT_TRAINING_CONFIG = {
     "max_minutes": 9.0,
     # Gradient global-norm clip; the log-likelihood of a flow has rare spikes.
     "clip_norm": 10.0,
+    # XLA for the train and validation steps (see the README for the speed-up).
     "jit_compile": False,
+    # Optional MMD of the invariant masses (cinnflow.training.mmd), computed on one
+    # draw from the flow per training event; added as mmd_weight * MMD^2.
+    "mmd": False,
+    "mmd_weight": 1.0,
+    "mmd_widths_gev": DEFAULT_MMD_WIDTHS_GEV,
 }
 _HISTORY_FILE = "history.json"
 _CSV_COLUMNS = ("epoch", "train_loss", "val_loss", "learning_rate")
@@ -91,6 +99,7 @@ _RANGES = {
     "patience": ("an integer >= 1", lambda v: v >= 1 and int(v) == v),
     "max_minutes": ("a number > 0", lambda v: v > 0),
     "clip_norm": ("a number > 0", lambda v: v > 0),
+    "mmd_weight": ("a number >= 0", lambda v: v >= 0),
 }
 
 
@@ -102,7 +111,64 @@ def _as_float32(pair, what):
     return x_parton, c_detector
 
 
-def train(model, train, val, *, cfg, checkpoint_dir, seed, loss_csv):
+def make_train_step(model, optimizer, cfg, *, seed, mmd=None):
+    """The compiled training step: loss, gradients and one optimiser update.
+
+    Args:
+        model: a ``ConditionalINN``.
+        optimizer: a built ``tf_keras`` optimiser over ``model.trainable_variables``.
+        cfg: checked training config (``weight_decay``, ``jit_compile``,
+            ``mmd_weight``).
+        seed: integer seed of the MMD draws (the draws of step i use the stateless
+            seed (seed, i), so a resumed run repeats them).
+        mmd: None or a ``MassMMD``; then the loss includes
+            ``mmd_weight * mmd(draws, x_parton)`` with one draw from the flow per
+            event of the batch, for that event's condition.
+
+    Returns:
+        tf.function ``(x_parton, c_detector) -> (nll, mmd2)``; ``mmd2`` is 0 without
+        the MMD term.
+    """
+    variables = list(model.trainable_variables)
+    kernels = [v for v in variables if len(v.shape) >= 2]
+    decay = float(cfg["weight_decay"])
+    mmd_weight = float(cfg["mmd_weight"])
+
+    def train_step(x_parton, c_detector):
+        with tf.GradientTape() as tape:
+            nll = -tf.reduce_mean(model.log_prob(x_parton, c_detector))
+            loss = nll
+            mmd2 = tf.zeros([])
+            if mmd is not None:
+                step = tf.cast(optimizer.iterations, tf.int64)
+                z = tf.random.stateless_normal(
+                    tf.stack([tf.shape(x_parton)[0], 1, model.dim]),
+                    seed=tf.stack([tf.constant(seed, tf.int64), step]),
+                )
+                generated = model.forward_latent(z, c_detector)[:, 0]
+                mmd2 = mmd(generated, x_parton)
+                loss = loss + mmd_weight * mmd2
+            if decay > 0:
+                penalty = tf.add_n([tf.reduce_sum(tf.square(k)) for k in kernels])
+                loss = loss + decay * penalty
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return nll, mmd2
+
+    return tf.function(train_step, jit_compile=bool(cfg["jit_compile"]))
+
+
+def train(
+    model,
+    train,
+    val,
+    *,
+    cfg,
+    checkpoint_dir,
+    seed,
+    loss_csv,
+    parton_names=None,
+):
     """Train ``model`` by maximum likelihood (mean negative ``log_prob``).
 
     Resumes from the latest checkpoint in ``checkpoint_dir`` if there is one. Stops at
@@ -119,6 +185,8 @@ def train(model, train, val, *, cfg, checkpoint_dir, seed, loss_csv):
         checkpoint_dir: directory of the checkpoints and the loss history.
         seed: integer seed of the shuffle order.
         loss_csv: path of the CSV (epoch, train_loss, val_loss, learning_rate).
+        parton_names: names of the parton columns (e.g. ``q1_pt``); needed only
+            with ``cfg["mmd"]``, to find the columns of the invariant masses.
 
     Returns:
         dict with ``best_epoch``, ``best_val_loss``, ``epochs_done``, ``stop_reason``
@@ -199,26 +267,19 @@ def train(model, train, val, *, cfg, checkpoint_dir, seed, loss_csv):
             "resumed from %s after epoch %d", manager.latest_checkpoint, len(history)
         )
 
-    kernels = [v for v in variables if len(v.shape) >= 2]
-    weight_decay = float(cfg["weight_decay"])
-
-    def train_step(x_parton, c_detector):
-        with tf.GradientTape() as tape:
-            nll = -tf.reduce_mean(model.log_prob(x_parton, c_detector))
-            loss = nll
-            if weight_decay > 0:
-                penalty = tf.add_n([tf.reduce_sum(tf.square(k)) for k in kernels])
-                loss = nll + weight_decay * penalty
-        grads = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(grads, variables, strict=True))
-        return nll
+    mmd = None
+    if cfg["mmd"]:
+        if parton_names is None:
+            msg = "training.mmd is on; train() needs parton_names to find the masses"
+            raise ConfigError(msg)
+        mmd = MassMMD(parton_names, cfg["mmd_widths_gev"])
+    train_step = make_train_step(model, optimizer, cfg, seed=seed, mmd=mmd)
 
     def val_step(x_parton, c_detector):
         return tf.reduce_sum(model.log_prob(x_parton, c_detector))
 
     d, k = x_train.shape[1], c_train.shape[1]
     jit = bool(cfg["jit_compile"])
-    train_step = tf.function(train_step, jit_compile=jit)
     val_step = tf.function(
         val_step,
         input_signature=[
@@ -237,7 +298,9 @@ def train(model, train, val, *, cfg, checkpoint_dir, seed, loss_csv):
         return -total / len(x_val)
 
     logger.info(
-        "training on %d events (%d steps/epoch), validating on %d; cfg %s",
+        "training %d trainable weights on %d events (%d steps/epoch), validating "
+        "on %d; cfg %s",
+        sum(int(np.prod(v.shape)) for v in variables),
         len(x_train),
         steps_per_epoch,
         len(x_val),
@@ -251,9 +314,21 @@ def train(model, train, val, *, cfg, checkpoint_dir, seed, loss_csv):
         while epoch < int(state["planned_epochs"].numpy()):
             epoch_start = time.monotonic()
             losses = []
+            mmd_values = []
             out_of_time = False
-            for step, idx in enumerate(_batches(len(x_train), batch_size, seed, epoch)):
-                nll = float(train_step(x_train[idx], c_train[idx]))
+            # On a terminal only (disable=None); the epoch summary goes to the log.
+            bar = tqdm(
+                _batches(len(x_train), batch_size, seed, epoch),
+                total=steps_per_epoch,
+                desc=f"epoch {epoch}",
+                unit="batch",
+                leave=False,
+                disable=None,
+            )
+            for step, idx in enumerate(bar):
+                nll, mmd2 = train_step(x_train[idx], c_train[idx])
+                nll = float(nll)
+                bar.set_postfix(nll=f"{nll:.3f}", refresh=False)
                 if not math.isfinite(nll):
                     _reset(checkpoint, manager)
                     msg = (
@@ -263,6 +338,8 @@ def train(model, train, val, *, cfg, checkpoint_dir, seed, loss_csv):
                     )
                     raise TrainingError(msg)
                 losses.append(nll)
+                if mmd is not None:
+                    mmd_values.append(float(mmd2))
                 if stop.signum is not None:
                     _reset(checkpoint, manager)
                     msg = _interrupted_message(
@@ -272,6 +349,7 @@ def train(model, train, val, *, cfg, checkpoint_dir, seed, loss_csv):
                 if time.monotonic() - start_time > budget_s:
                     out_of_time = True
                     break
+            bar.close()
             train_loss = float(np.mean(losses))
             val_loss = validate()
             if not math.isfinite(val_loss):
@@ -310,6 +388,10 @@ def train(model, train, val, *, cfg, checkpoint_dir, seed, loss_csv):
                 seconds,
                 len(losses) * batch_size / seconds,
             )
+            if mmd_values:
+                logger.info(
+                    "epoch %d: mean MMD^2 %.4g", epoch, float(np.mean(mmd_values))
+                )
             _write_history(checkpoint_dir, history, loss_csv)
             epochs_this_run += 1
             # The first epoch of a run includes graph tracing; time the second one.
