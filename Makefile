@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.cinnflow-installed
 CORES ?= all
 
-.PHONY: setup run report test lint bench bench-events bench-flows dvc-yaml clean
+.PHONY: setup run report test lint bench bench-events bench-flows dvc-yaml slurm-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,12 @@ bench-flows: setup $(FREIA_STAMP)
 ## Regenerate dvc.yaml from the Snakemake workflow (a test fails when they drift).
 dvc-yaml: setup
 	$(BIN)/python -m cinnflow.dvc_export --output dvc.yaml
+
+## The tiny workflow on a real one-node SLURM cluster on this machine (root; installs
+## slurm-wlm, munge, slurmdbd and mariadb-server, starts and stops the daemons).
+slurm-test: setup
+	$(BIN)/python -m pip install --quiet -e '.[slurm]'
+	bash workflow/slurm/run_local_cluster.sh
 
 clean:
 	rm -rf results logs .snakemake

@@ -18,6 +18,7 @@ include: "workflow/rules/prepare.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/provenance.smk"
 
 
 rule all:
@@ -26,6 +27,7 @@ rule all:
         "results/metrics/closure.json",
         "results/metrics/bars.json",
         "results/summary.md",
+        "results/provenance.json",
         "results/plots/calibration",
         "results/plots/closure",
         "results/plots/training",

@@ -180,9 +180,11 @@ def test_prepare_pairs_the_file_it_reads_and_splits_reproducibly(simulated, tmp_
 
     sizes, arrays = run(tmp_path / "a")
     _, again = run(tmp_path / "b")
-    for name in SPLITS:  # same seed, bit-identical splits
+    for name in SPLITS:  # same seed, bit-identical splits and files
         for key, value in arrays[name].items():
             np.testing.assert_array_equal(value, again[name][key])
+        first = (tmp_path / "a" / f"{name}.npz").read_bytes()
+        assert first == (tmp_path / "b" / f"{name}.npz").read_bytes()
 
     # Every row is the leading jets and the OS lepton pair of the event it names.
     events = read_delphes(simulated, collections=READ_COLLECTIONS, optional=())

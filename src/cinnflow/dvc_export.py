@@ -3,9 +3,11 @@
 Snakemake owns the DAG. This module asks Snakemake for every job of the full
 DAG with its rule, inputs and outputs (``snakemake --dry-run --forceall``), groups the
 jobs by rule and writes one DVC stage per rule whose command runs that rule alone
-through Snakemake (``--allowed-rules``), with the rule's inputs as DVC dependencies,
-its outputs as DVC outputs and the configuration keys it reads as DVC params. The
-metrics JSON files are DVC metrics and the CSV curves DVC plots.
+through Snakemake (``python -m cinnflow.dvc_stage``, which decides whether to force
+it), with the rule's inputs as DVC dependencies, its outputs as DVC outputs and the
+configuration keys it reads as DVC params. Every output is ``persist: true``: DVC
+never deletes finished Snakemake work before a stage runs. The metrics JSON files
+are DVC metrics and the CSV curves DVC plots.
 
 Run ``make dvc-yaml`` after changing a rule; ``tests/test_workflow.py`` fails when
 ``dvc.yaml`` differs from what this module derives.
@@ -28,10 +30,10 @@ __all__ = ["STAGE_PARAMS", "derive_stages", "parse_jobs", "render"]
 STAGE_PARAMS = {
     "simulate": ["seed", "process", "events"],
     "prepare": ["seed", "process", "preparation"],
-    "train": ["seed", "model", "training"],
+    "train": ["seed", "model", "training", "ensemble"],
     "plot_training": [],
     "plot_events": [],
-    "sample": ["seed", "sampling"],
+    "sample": ["seed", "sampling", "ensemble"],
     "calibrate": ["seed", "process", "evaluation"],
     "closure": [
         "seed",
@@ -40,12 +42,25 @@ STAGE_PARAMS = {
         "evaluation.ibu_iterations",
     ],
     "summarize": ["evaluation.bars", "evaluation.validation_bars"],
+    "provenance": [
+        "seed",
+        "process",
+        "events",
+        "preparation",
+        "model",
+        "training",
+        "ensemble",
+        "sampling",
+        "evaluation",
+    ],
 }
 
-#: Outputs kept out of the DVC cache and shown by `dvc metrics` / `dvc plots`.
+#: Outputs shown by `dvc metrics` / `dvc plots`. They stay in the DVC cache like the
+#: rest (results/ is not in git), so `dvc pull` restores them and `dvc metrics diff`
+#: reads the committed ones through dvc.lock.
 METRICS = ("results/metrics/",)
 PLOTS = {
-    "results/training/loss.csv": {"x": "epoch", "y": ["train_loss", "val_loss"]},
+    "results/training/loss_0.csv": {"x": "epoch", "y": ["train_loss", "val_loss"]},
     "results/plots/calibration_curves.csv": {"x": "nominal"},
     "results/plots/calibration_slices.csv": {
         "x": "slice",
@@ -111,15 +126,11 @@ def derive_stages(jobs):
     stages = {}
     for rule, stage in by_rule.items():
         outs = sorted(stage["outs"])
-        dvc_outs = [
-            {out: {"cache": False}} if out.startswith(METRICS) or out in PLOTS else out
-            for out in outs
-        ]
+        dvc_outs = [{out: {"persist": True}} for out in outs]
         # DVC runs cmd through a shell: every path is quoted (a no-op for plain ones).
         definition = {
             "cmd": (
-                "snakemake --cores all --rerun-incomplete --allowed-rules "
-                f"{shlex.quote(rule)} -- {shlex.join(outs)}"
+                f"python -m cinnflow.dvc_stage {shlex.quote(rule)} {shlex.join(outs)}"
             ),
             "deps": sorted(stage["deps"]) + CODE_DEPS,
         }
@@ -133,11 +144,7 @@ def derive_stages(jobs):
 def render(stages):
     """The text of ``dvc.yaml`` for the given stages."""
     metrics = sorted(
-        {
-            next(iter(out)) if isinstance(out, dict) else out
-            for stage in stages.values()
-            for out in stage["outs"]
-        }
+        {next(iter(out)) for stage in stages.values() for out in stage["outs"]}
     )
     document = {
         "stages": stages,

@@ -2,6 +2,7 @@ import sys
 
 from cinnflow.config import load_process, validate_config
 from cinnflow.errors import ConfigError
+from cinnflow.sampling.ensemble import member_seed
 
 try:
     validate_config(
@@ -50,3 +51,30 @@ def chunk_offset(wildcards):
     chunks shower disjoint, consecutive slices of the file.
     """
     return sum(_chunk_size(chunk) for chunk in range(int(wildcards.chunk)))
+
+
+wildcard_constraints:
+    member=r"\d+",
+    chunk=r"\d+",
+
+
+def ensemble_members():
+    """Members of the training ensemble, 0 .. ensemble.members - 1 (default one)."""
+    n_members = config.get("ensemble", {}).get("members", 1)
+    if config["sampling"]["n_draws"] % n_members:
+        sys.exit(
+            f"cinnflow: sampling.n_draws = {config['sampling']['n_draws']} is not a "
+            f"multiple of ensemble.members = {n_members} (equal share per member)"
+        )
+    return list(range(n_members))
+
+
+def training_key(wildcards):
+    """Checkpoint folder of one member: a changed config starts afresh, not resumes."""
+    import hashlib
+    import json
+
+    keys = ("seed", "process", "events", "preparation", "model", "training")
+    text = json.dumps({key: config[key] for key in keys}, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return f"results/checkpoints/{wildcards.member}/{digest}"

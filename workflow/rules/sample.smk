@@ -1,6 +1,6 @@
 rule sample:
     input:
-        model="results/model",
+        models=expand("results/models/{member}", member=ensemble_members()),
         test="results/prepared/test.npz",
     output:
         "results/posterior/test.npz",

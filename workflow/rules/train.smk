@@ -3,18 +3,20 @@ rule train:
         train="results/prepared/train.npz",
         val="results/prepared/val.npz",
     output:
-        model=directory("results/model"),
-        loss="results/training/loss.csv",
+        model=directory("results/models/{member}"),
+        loss="results/training/loss_{member}.csv",
     log:
-        "logs/train.log",
+        "logs/train/{member}.log",
     conda:
         "../envs/cinnflow.yaml"
     params:
         model=config["model"],
         training=config["training"],
-        seed=config["seed"],
-        # Kept outside the outputs so that an interrupted training resumes from it.
-        checkpoints="results/checkpoints",
+        # Member 0 trains with the master seed; member k with seed + 1000 k.
+        seed=lambda wildcards: member_seed(config["seed"], wildcards.member),
+        # Kept outside the outputs so that an interrupted training resumes from it;
+        # one folder per member and configuration (see training_key).
+        checkpoints=training_key,
     # Capped at --cores on a workstation; the SLURM profile sets its own.
     threads: 8
     resources:
@@ -26,7 +28,7 @@ rule train:
 
 rule plot_training:
     input:
-        "results/training/loss.csv",
+        "results/training/loss_0.csv",
     output:
         report(
             directory("results/plots/training"),

@@ -5,7 +5,7 @@ import tensorflow as tf
 from cinnflow.flows import ConditionalINN
 from cinnflow.logs import setup_logging
 from cinnflow.preparation.prepare import load_arrays, save_arrays
-from cinnflow.sampling import sample_posterior
+from cinnflow.sampling import sample_ensemble
 
 sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])
@@ -16,9 +16,10 @@ limit = sm.params.sampling.get("max_events")
 if limit:
     for key in ("x_parton", "c_detector", "event_id"):
         test[key] = test[key][:limit]
-model = ConditionalINN.load(sm.input.model)
-draws = sample_posterior(
-    model,
+# One model, or an ensemble whose members each give an equal share of the draws.
+models = [ConditionalINN.load(path) for path in sm.input.models]
+draws = sample_ensemble(
+    models,
     test["c_detector"],
     n_draws=sm.params.sampling["n_draws"],
     batch_size=sm.params.sampling["batch_size"],

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import logging
+import zipfile
 from pathlib import Path
 
 import awkward as ak
@@ -169,10 +170,21 @@ def prepare(inputs, process, *, fractions, seed, outputs, provenance_path, confi
 
 
 def save_arrays(path, **arrays):
-    """Write arrays to an uncompressed npz file atomically (no object arrays)."""
+    """Write arrays to an uncompressed npz file atomically (no object arrays).
+
+    The file is byte-for-byte reproducible: the zip members carry a fixed date
+    instead of the time of writing (``numpy.savez`` stamps the clock), so equal
+    arrays give equal files and equal DVC hashes, and a re-run whose arrays did
+    not change does not make DVC re-run what follows.
+    """
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as stream:
-            np.savez(stream, **arrays)
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
+            for name, array in arrays.items():
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                with archive.open(info, "w", force_zip64=True) as stream:
+                    np.lib.format.write_array(
+                        stream, np.asanyarray(array), allow_pickle=False
+                    )
 
 
 def load_arrays(path, *, required=REQUIRED_KEYS):
