@@ -224,7 +224,9 @@ def test_run_closure(tmp_path):
         x_parton=x_train,
         c_detector=c_train,
         parton_names=np.array(NAMES),
+        parton_kinds=np.array(KINDS),
         detector_names=np.array(detector_names),
+        detector_kinds=np.array(["pt", "eta", "phi", "mass"] * 4),
     )
 
     metrics = run_closure(

@@ -97,6 +97,20 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path, monkeypatch
     assert list(rows[0]) == ["epoch", "train_loss", "val_loss", "learning_rate"]
 
 
+def test_resuming_a_finished_training_still_writes_the_loss_csv(tmp_path):
+    # A rerun after the model output was removed resumes the finished checkpoint and
+    # runs no epoch; the workflow still needs its loss CSV (it used to be missing).
+    data, val = _toy(640, seed=1), _toy(128, seed=2)
+    first, _ = _run(tmp_path, "done", data, val)
+    (tmp_path / "done.csv").unlink()
+    again, result = _run(tmp_path, "done", data, val)
+    with open(tmp_path / "done.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [int(r["epoch"]) for r in rows] == list(range(result["epochs_done"]))
+    for a, b in zip(_weights(first), _weights(again), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_best_validation_weights_are_restored(tmp_path):
     data, val = _toy(640, seed=1), _toy(128, seed=2)
     model, result = _run(tmp_path, "best", data, val)

@@ -424,6 +424,10 @@ def train(
 
     for best, v in zip(best_weights, variables, strict=True):
         v.assign(best)
+    # A run resumed from the checkpoint of a finished training runs no epoch; the
+    # loss CSV is an output all the same.
+    if epochs_this_run == 0:
+        _write_history(checkpoint_dir, history, loss_csv)
     result = {
         "best_epoch": int(state["best_epoch"].numpy()),
         "best_val_loss": float(state["best_val"].numpy()),
