@@ -18,6 +18,7 @@ include: "workflow/rules/prepare.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/prior.smk"
 
 
 rule all:
@@ -25,8 +26,10 @@ rule all:
         "results/metrics/calibration.json",
         "results/metrics/closure.json",
         "results/metrics/bars.json",
+        "results/metrics/prior.json",
         "results/summary.md",
         "results/plots/calibration",
         "results/plots/closure",
+        "results/plots/prior",
         "results/plots/training",
         "results/plots/events",
