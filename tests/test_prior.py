@@ -69,6 +69,7 @@ def test_posterior_of_the_reweighted_prior_closes():
     assert weighted["chi2_ndf"] < 2.0
     assert abs(weighted["bias_median"]) < 0.02
     assert abs(weighted["bias_tail"]) < 0.04
+    assert abs(weighted["bias_tail_integrated"]) < 0.02
     assert len(weighted["tail_bins"]) >= 3
 
 
@@ -90,6 +91,14 @@ def test_posterior_ignoring_the_condition_shows_the_prior_bias():
     # the mean is overestimated, by the amount the prior ratio predicts.
     np.testing.assert_allclose(bias[used], expected[used], atol=0.03)
     assert weighted["bias_tail"] < -0.25
+    first = np.searchsorted(EDGES[:-1], result["tail_low_edge"])
+    p_tail = stats.norm.cdf(EDGES[-1], PRIOR_MEAN, PRIOR_SIGMA) - stats.norm.cdf(
+        EDGES[first], PRIOR_MEAN, PRIOR_SIGMA
+    )
+    t_tail = np.sum(weighted["truth"][first:])
+    assert weighted["bias_tail_integrated"] == pytest.approx(
+        p_tail * weights.sum() / t_tail - 1.0, abs=0.02
+    )
     assert bias[used][0] > 0.3
     assert weighted["chi2_ndf"] > 20.0
     # Unweighted, the same draws close (the training prior is the truth's).
@@ -167,6 +176,9 @@ def test_run_prior(tmp_path):
         < metrics["reweighting"]["weight_max"] / metrics["reweighting"]["weight_min"]
     )
     assert metrics["reweighting"]["effective_events"] < n
+    assert metrics["bias_tail_shift"] == pytest.approx(
+        metrics["bias_tail"] - metrics["unweighted"]["bias_tail"]
+    )
     # A narrow posterior barely depends on the prior: small bias after reweighting.
     assert abs(metrics["bias_median"]["pt_W"]) < 0.03
     assert abs(metrics["bias_median"]["q1_eta"]) < 0.03

@@ -156,8 +156,10 @@ def prior_closure(
         ``bias_max_abs``, ``bias`` (per regular bin, None where unpopulated),
         ``truth``, ``unfolded``, ``truth_err``, ``unfolded_err`` (regular bins), and
         for ``reweight_observable`` ``bias_tail`` (median signed bias of the
-        populated tail bins) and ``tail_bins`` (their indices among the regular
-        bins). ``"tail_low_edge"``: the lower edge of the tail.
+        populated tail bins), ``bias_tail_integrated`` (``sum U / sum T - 1`` over
+        all regular bins above the tail edge) and ``tail_bins`` (indices of the
+        populated tail bins among the regular bins). ``"tail_low_edge"``: the
+        lower edge of the tail.
 
     Raises:
         ConfigError: unknown reweighting observable, shapes that do not match or
@@ -228,6 +230,13 @@ def prior_closure(
                 tail = np.flatnonzero((low_edges >= tail_low) & used)
                 entry["tail_bins"] = tail.tolist()
                 entry["bias_tail"] = _median(bias[tail])
+                # All regular bins above the tail edge together (populated or not).
+                above = slice(1 + int(np.searchsorted(low_edges, tail_low)), -1)
+                entry["bias_tail_integrated"] = (
+                    float(u[above].sum() / t[above].sum() - 1.0)
+                    if t[above].sum() > 0
+                    else float("nan")
+                )
             result[label][name] = entry
     return result
 
@@ -260,8 +269,11 @@ def run_prior(
       "(1 + x / scale)**k", "exponent": k, "scale_gev": s, "weight_min": ...,
       "weight_max": ..., "effective_events": (sum w)**2 / sum w**2},
       "chi2_ndf": {obs: v}, "bias_median": {obs: v}, "bias_median_abs": ...,
-      "bias_max_abs": ..., "bias_tail": v, "unweighted": {"chi2_ndf": ...,
-      "bias_median": ..., "bias_median_abs": ..., "bias_tail": v},
+      "bias_max_abs": ..., "bias_tail": v, "bias_tail_integrated": v,
+      "bias_shift_median": {obs: weighted - unweighted median bias},
+      "bias_tail_shift": v, "bias_tail_integrated_shift": v, "unweighted":
+      {"chi2_ndf": ..., "bias_median": ..., "bias_median_abs": ...,
+      "bias_max_abs": ..., "bias_tail": v, "bias_tail_integrated": v},
       "tail_low_edge": x, "bins": {obs: {"edges": [...], "weighted": {...},
       "unweighted": {...}}}, "n_events": n, "n_draws": k, "n_bootstrap": b}``;
     - ``plots_dir/prior_{obs}.png`` for each observable in ``plots``.
@@ -327,6 +339,7 @@ def run_prior(
     )
     weighted, unweighted = result["weighted"], result["unweighted"]
     scalar = ("chi2_ndf", "bias_median", "bias_median_abs", "bias_max_abs")
+    tail_keys = ("bias_tail", "bias_tail_integrated")
     metrics = {
         "reweighting": {
             "observable": reweight_observable,
@@ -338,10 +351,20 @@ def run_prior(
             "effective_events": float(weights.sum() ** 2 / np.sum(weights**2)),
         },
         **{key: {name: weighted[name][key] for name in truth} for key in scalar},
-        "bias_tail": weighted[reweight_observable]["bias_tail"],
+        **{key: weighted[reweight_observable][key] for key in tail_keys},
+        # The change from the unweighted closure: the part due to the new spectrum.
+        "bias_shift_median": {
+            name: weighted[name]["bias_median"] - unweighted[name]["bias_median"]
+            for name in truth
+        },
+        **{
+            f"{key}_shift": weighted[reweight_observable][key]
+            - unweighted[reweight_observable][key]
+            for key in tail_keys
+        },
         "unweighted": {
             **{key: {name: unweighted[name][key] for name in truth} for key in scalar},
-            "bias_tail": unweighted[reweight_observable]["bias_tail"],
+            **{key: unweighted[reweight_observable][key] for key in tail_keys},
         },
         "tail_low_edge": result["tail_low_edge"],
         "bins": {
@@ -373,21 +396,26 @@ def run_prior(
             unweighted[name]["bias_median"],
         )
     logger.info(
-        "%s tail (>= %.1f): bias %+.4f reweighted, %+.4f unweighted",
+        "%s tail (>= %.1f): median bias %+.4f reweighted, %+.4f unweighted; "
+        "integrated %+.4f reweighted, %+.4f unweighted",
         reweight_observable,
         result["tail_low_edge"],
         metrics["bias_tail"],
         metrics["unweighted"]["bias_tail"],
+        metrics["bias_tail_integrated"],
+        metrics["unweighted"]["bias_tail_integrated"],
     )
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
+    symbol = observable_label(reweight_observable, derived, with_unit=False)
+    title = f"reweighted: (1 + {symbol} / {scale:g} GeV)$^{{{exponent:g}}}$"
     for name in plots:
         fig = plot_prior(
             edges[name],
             weighted[name],
             unweighted[name],
             xlabel=observable_label(name, derived),
-            title=f"reweighted by (1 + {reweight_observable} / {scale:g})^{exponent:g}",
+            title=title,
         )
         save_figure(fig, plots_dir / f"prior_{name}.png")
     _write_json(_nested_clean(metrics), metrics_path)

@@ -92,7 +92,14 @@ def plot_prior(edges, weighted, unweighted, *, xlabel, title=""):
             alpha=0.5,
         )
         ax_ratio.axhline(1.0, color="black", linestyle="--", linewidth=1)
-        mplhep.histplot(ratio, edges, ax=ax_ratio, yerr=False, color=COLORS["unfolded"])
+        mplhep.histplot(
+            ratio,
+            edges,
+            ax=ax_ratio,
+            yerr=False,
+            color=COLORS["unfolded"],
+            label="reweighted sample",
+        )
         mplhep.histplot(
             ratio0,
             edges,
@@ -100,8 +107,9 @@ def plot_prior(edges, weighted, unweighted, *, xlabel, title=""):
             yerr=False,
             color=COLORS["baseline"],
             linestyle=":",
-            label="unweighted",
+            label="unweighted sample",
         )
+        ax_ratio.legend(loc="upper right", fontsize="x-small", frameon=False)
         ax_ratio.set_ylim(*RATIO_LIMITS)
         ax_ratio.set_ylabel("unf. / truth")
         ax_ratio.set_xlabel(xlabel)
