@@ -109,7 +109,7 @@ def plot_prior(edges, weighted, unweighted, *, xlabel, title=""):
             linestyle=":",
             label="unweighted sample",
         )
-        ax_ratio.legend(loc="upper right", fontsize="x-small", frameon=False)
+        ax_ratio.legend(loc="lower left", fontsize="x-small", ncol=2, frameon=False)
         ax_ratio.set_ylim(*RATIO_LIMITS)
         ax_ratio.set_ylabel("unf. / truth")
         ax_ratio.set_xlabel(xlabel)
