@@ -19,6 +19,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/provenance.smk"
+include: "workflow/rules/prior.smk"
 
 
 rule all:
@@ -26,9 +27,11 @@ rule all:
         "results/metrics/calibration.json",
         "results/metrics/closure.json",
         "results/metrics/bars.json",
+        "results/metrics/prior.json",
         "results/summary.md",
         "results/provenance.json",
         "results/plots/calibration",
         "results/plots/closure",
+        "results/plots/prior",
         "results/plots/training",
         "results/plots/events",

@@ -41,6 +41,12 @@ STAGE_PARAMS = {
         "evaluation.n_bootstrap",
         "evaluation.ibu_iterations",
     ],
+    "prior_dependence": [
+        "seed",
+        "process",
+        "evaluation.n_bootstrap",
+        "evaluation.prior",
+    ],
     "summarize": ["evaluation.bars", "evaluation.validation_bars"],
     "provenance": [
         "seed",

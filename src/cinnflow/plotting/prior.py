@@ -1,0 +1,117 @@
+"""Plot of the prior-dependence test: reweighted truth and unfolded with their ratio."""
+
+import mplhep
+import numpy as np
+
+from cinnflow.plotting.style import COLORS, add_label, new_figure, style_context
+
+__all__ = ["plot_prior"]
+
+#: Limits of the ratio panel.
+RATIO_LIMITS = (0.8, 1.2)
+#: Upper y limit of the main panel as a multiple of the highest bin.
+HEADROOM = 1.45
+
+
+def _ratio(numerator, denominator):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, numerator / denominator, np.nan)
+
+
+def plot_prior(edges, weighted, unweighted, *, xlabel, title=""):
+    """Reweighted truth and unfolded distributions of one observable with ratios.
+
+    Args:
+        edges: bin edges, shape ``(n_bins + 1,)``.
+        weighted: the ``"weighted"`` result of one observable from
+            ``cinnflow.closure.prior.prior_closure`` (``truth``, ``unfolded``,
+            ``truth_err``, ``unfolded_err`` per regular bin).
+        unweighted: the ``"unweighted"`` result of the same observable.
+        xlabel: x-axis label.
+        title: legend title (the reweighting factor).
+
+    Returns:
+        matplotlib.figure.Figure: upper panel weighted truth (points), weighted
+        unfolded (line with its bootstrap band) and unweighted truth (dashed);
+        lower panel unfolded / truth of the reweighted sample (with the band of the
+        truth and unfolded errors added) and of the unweighted one (dotted).
+    """
+    edges = np.asarray(edges)
+    t = np.asarray(weighted["truth"])
+    u = np.asarray(weighted["unfolded"])
+    u_err = np.asarray(weighted["unfolded_err"])
+    t_err = np.asarray(weighted["truth_err"])
+    t0 = np.asarray(unweighted["truth"])
+    ratio = _ratio(u, t)
+    ratio_err = _ratio(np.hypot(u_err, t_err), t)
+    ratio0 = _ratio(np.asarray(unweighted["unfolded"]), t0)
+
+    with style_context():
+        fig, (ax, ax_ratio) = new_figure(ratio_panel=True, figsize=(8, 8))
+        mplhep.histplot(
+            t0,
+            edges,
+            ax=ax,
+            yerr=False,
+            color=COLORS["band"],
+            linestyle="--",
+            label="truth, training spectrum",
+        )
+        ax.stairs(
+            u + u_err,
+            edges,
+            baseline=u - u_err,
+            fill=True,
+            color=COLORS["unfolded"],
+            alpha=0.3,
+        )
+        mplhep.histplot(
+            u, edges, ax=ax, yerr=False, color=COLORS["unfolded"], label="unfolded"
+        )
+        mplhep.histplot(
+            t,
+            edges,
+            ax=ax,
+            yerr=t_err,
+            histtype="errorbar",
+            color=COLORS["truth"],
+            label="parton-level truth",
+        )
+        ax.set_ylabel("weighted events / bin")
+        top = max(np.max(t), np.max(u + u_err), np.max(t0))
+        ax.set_ylim(0, HEADROOM * top if top > 0 else 1.0)
+        ax.legend(loc="upper right", fontsize="small", title=title or None)
+        add_label(ax)
+
+        ax_ratio.stairs(
+            1 + np.nan_to_num(ratio_err),
+            edges,
+            baseline=1 - np.nan_to_num(ratio_err),
+            fill=True,
+            color=COLORS["band"],
+            alpha=0.5,
+        )
+        ax_ratio.axhline(1.0, color="black", linestyle="--", linewidth=1)
+        mplhep.histplot(
+            ratio,
+            edges,
+            ax=ax_ratio,
+            yerr=False,
+            color=COLORS["unfolded"],
+            label="reweighted sample",
+        )
+        mplhep.histplot(
+            ratio0,
+            edges,
+            ax=ax_ratio,
+            yerr=False,
+            color=COLORS["baseline"],
+            linestyle=":",
+            label="unweighted sample",
+        )
+        ax_ratio.legend(loc="lower left", fontsize="x-small", ncol=2, frameon=False)
+        ax_ratio.set_ylim(*RATIO_LIMITS)
+        ax_ratio.set_ylabel("unf. / truth")
+        ax_ratio.set_xlabel(xlabel)
+        ax_ratio.set_xlim(edges[0], edges[-1])
+    return fig

@@ -1,0 +1,23 @@
+rule prior_dependence:
+    input:
+        "results/posterior/test.npz",
+    output:
+        metrics="results/metrics/prior.json",
+        plots=report(
+            directory("results/plots/prior"),
+            patterns=["{name}.png"],
+            category="Prior dependence",
+        ),
+    log:
+        "logs/prior_dependence.log",
+    conda:
+        "../envs/cinnflow.yaml"
+    params:
+        derived=PROCESS.get("derived", {}),
+        prior=config["evaluation"]["prior"],
+        n_bootstrap=config["evaluation"]["n_bootstrap"],
+        seed=config["seed"] + 17,
+    resources:
+        mem_mb=8000,
+    script:
+        "../scripts/prior.py"
