@@ -1,6 +1,6 @@
 """Classical baseline: iterative Bayesian unfolding (D'Agostini) of one observable.
 
-The response matrix comes from the training sample (parton-level value and its
+The response matrix and the starting prior come from the training sample (parton-level value and its
 detector-level counterpart of the same events, the cINN's training data), the
 measured histogram from the test events' detector level; the result is compared
 with the test events' parton-level truth like the cINN's unfolded histogram. The
@@ -107,7 +107,13 @@ def ibu_unfold(
         bin_index(test_detector, detector_edges), minlength=n_effect
     ).astype(np.float64)
     efficiencies = np.ones(int(np.count_nonzero(filled)))
+    # The training sample's parton-level spectrum as the starting prior, the usual
+    # choice and the cINN's own prior; a flat prior over the bins (pyunfold's
+    # default) puts events into bins below the detector-level thresholds that a few
+    # iterations do not empty again.
+    prior = n_per_cause[filled] / n_per_cause[filled].sum()
     result = pyunfold.iterative_unfold(
+        prior=prior,
         data=data,
         data_err=np.sqrt(data),
         response=response,
