@@ -181,10 +181,8 @@ def test_repro_experiment_push_pull_on_the_tiny_config(tmp_path):
     )
     assert _stages_run(output) == stages - {"simulate", "prepare", "plot_events"}
     params = json.loads(_run(["dvc", "params", "diff", "--json"], project))
-    assert params["config/config.yaml"]["training.learning_rate"] == {
-        "old": 0.001,
-        "new": 0.003,
-    }
+    change = params["config/config.yaml"]["training.learning_rate"]
+    assert (change["old"], change["new"]) == (0.001, 0.003)
     metrics = json.loads(_run(["dvc", "metrics", "diff", "--json"], project))
     changes = metrics["results/metrics/calibration.json"]
     assert any(change["diff"] != 0 for change in changes.values())
