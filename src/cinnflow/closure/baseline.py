@@ -1,8 +1,8 @@
 """Classical baseline: iterative Bayesian unfolding (D'Agostini) of one observable.
 
-The response matrix and the starting prior come from the training sample (parton-level value and its
-detector-level counterpart of the same events, the cINN's training data), the
-measured histogram from the test events' detector level; the result is compared
+The response matrix and the starting prior come from the training sample
+(parton-level value and its detector-level counterpart of the same events, the
+cINN's training data), the measured histogram from the test events' detector level; the result is compared
 with the test events' parton-level truth like the cINN's unfolded histogram. The
 unfolding itself is ``pyunfold.iterative_unfold``.
 
