@@ -2,9 +2,9 @@
 
 The response matrix and the starting prior come from the training sample
 (parton-level value and its detector-level counterpart of the same events, the
-cINN's training data), the measured histogram from the test events' detector level; the result is compared
-with the test events' parton-level truth like the cINN's unfolded histogram. The
-unfolding itself is ``pyunfold.iterative_unfold``.
+cINN's training data), the measured histogram from the test events' detector
+level; the result is compared with the test events' parton-level truth like the
+cINN's unfolded histogram. The unfolding itself is ``pyunfold.iterative_unfold``.
 
 Every selected event has both levels, so the efficiency is one in every parton
 bin; flow bins are kept as ordinary bins on both axes, so no event is lost.
