@@ -3,7 +3,14 @@
 import mplhep
 import numpy as np
 
-from cinnflow.plotting.style import COLORS, add_label, new_figure, style_context
+from cinnflow.plotting.style import (
+    COLORS,
+    add_label,
+    draw_ratio_band,
+    draw_unfolded_and_truth,
+    new_figure,
+    style_context,
+)
 
 __all__ = ["plot_closure"]
 
@@ -62,30 +69,13 @@ def plot_closure(histograms, *, xlabel, detector=None, baseline=None):
                 linestyle=":",
                 label="IBU (baseline)",
             )
-        ax.stairs(
-            u_values + u_error,
+        draw_unfolded_and_truth(
+            ax,
             edges,
-            baseline=u_values - u_error,
-            fill=True,
-            color=COLORS["unfolded"],
-            alpha=0.3,
-        )
-        mplhep.histplot(
-            u_values,
-            edges,
-            ax=ax,
-            yerr=False,
-            color=COLORS["unfolded"],
-            label="unfolded",
-        )
-        mplhep.histplot(
-            t_values,
-            edges,
-            ax=ax,
-            yerr=np.sqrt(t_values),
-            histtype="errorbar",
-            color=COLORS["truth"],
-            label="parton-level truth",
+            unfolded=u_values,
+            unfolded_err=u_error,
+            truth=t_values,
+            truth_err=np.sqrt(t_values),
         )
         ax.set_ylabel("events / bin")
         # Head room above the highest bin keeps the legend off the data.
@@ -96,15 +86,7 @@ def plot_closure(histograms, *, xlabel, detector=None, baseline=None):
         ax.legend(loc="upper right", fontsize="small")
         add_label(ax)
 
-        ax_ratio.stairs(
-            1 + np.nan_to_num(ratio_error),
-            edges,
-            baseline=1 - np.nan_to_num(ratio_error),
-            fill=True,
-            color=COLORS["band"],
-            alpha=0.5,
-        )
-        ax_ratio.axhline(1.0, color="black", linestyle="--", linewidth=1)
+        draw_ratio_band(ax_ratio, edges, ratio_error)
         mplhep.histplot(ratio, edges, ax=ax_ratio, yerr=False, color=COLORS["unfolded"])
         if baseline is not None:
             with np.errstate(divide="ignore", invalid="ignore"):

@@ -3,7 +3,14 @@
 import mplhep
 import numpy as np
 
-from cinnflow.plotting.style import COLORS, add_label, new_figure, style_context
+from cinnflow.plotting.style import (
+    COLORS,
+    add_label,
+    draw_ratio_band,
+    draw_unfolded_and_truth,
+    new_figure,
+    style_context,
+)
 
 __all__ = ["plot_prior"]
 
@@ -57,25 +64,8 @@ def plot_prior(edges, weighted, unweighted, *, xlabel, title=""):
             linestyle="--",
             label="truth, training spectrum",
         )
-        ax.stairs(
-            u + u_err,
-            edges,
-            baseline=u - u_err,
-            fill=True,
-            color=COLORS["unfolded"],
-            alpha=0.3,
-        )
-        mplhep.histplot(
-            u, edges, ax=ax, yerr=False, color=COLORS["unfolded"], label="unfolded"
-        )
-        mplhep.histplot(
-            t,
-            edges,
-            ax=ax,
-            yerr=t_err,
-            histtype="errorbar",
-            color=COLORS["truth"],
-            label="parton-level truth",
+        draw_unfolded_and_truth(
+            ax, edges, unfolded=u, unfolded_err=u_err, truth=t, truth_err=t_err
         )
         ax.set_ylabel("weighted events / bin")
         top = max(np.max(t), np.max(u + u_err), np.max(t0))
@@ -83,15 +73,7 @@ def plot_prior(edges, weighted, unweighted, *, xlabel, title=""):
         ax.legend(loc="upper right", fontsize="small", title=title or None)
         add_label(ax)
 
-        ax_ratio.stairs(
-            1 + np.nan_to_num(ratio_err),
-            edges,
-            baseline=1 - np.nan_to_num(ratio_err),
-            fill=True,
-            color=COLORS["band"],
-            alpha=0.5,
-        )
-        ax_ratio.axhline(1.0, color="black", linestyle="--", linewidth=1)
+        draw_ratio_band(ax_ratio, edges, ratio_err)
         mplhep.histplot(
             ratio,
             edges,

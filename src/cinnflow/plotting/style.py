@@ -12,6 +12,7 @@ import logging
 
 import matplotlib as mpl
 import mplhep
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -22,6 +23,8 @@ __all__ = [
     "DPI",
     "LABEL_TEXT",
     "add_label",
+    "draw_ratio_band",
+    "draw_unfolded_and_truth",
     "new_figure",
     "save_figure",
     "style_context",
@@ -85,6 +88,43 @@ def new_figure(
 def add_label(ax, text=LABEL_TEXT):
     """Write the 'cinnflow Simulation' label in the top left corner of ``ax``."""
     mplhep.label.exp_label(exp="cinnflow", llabel=text, com=None, loc=0, ax=ax)
+
+
+def draw_unfolded_and_truth(ax, edges, *, unfolded, unfolded_err, truth, truth_err):
+    """Draw the unfolded histogram with its error band and the truth as points."""
+    ax.stairs(
+        unfolded + unfolded_err,
+        edges,
+        baseline=unfolded - unfolded_err,
+        fill=True,
+        color=COLORS["unfolded"],
+        alpha=0.3,
+    )
+    mplhep.histplot(
+        unfolded, edges, ax=ax, yerr=False, color=COLORS["unfolded"], label="unfolded"
+    )
+    mplhep.histplot(
+        truth,
+        edges,
+        ax=ax,
+        yerr=truth_err,
+        histtype="errorbar",
+        color=COLORS["truth"],
+        label="parton-level truth",
+    )
+
+
+def draw_ratio_band(ax_ratio, edges, ratio_err):
+    """Draw the grey band 1 +- ``ratio_err`` (NaN as 0) and the line at 1."""
+    ax_ratio.stairs(
+        1 + np.nan_to_num(ratio_err),
+        edges,
+        baseline=1 - np.nan_to_num(ratio_err),
+        fill=True,
+        color=COLORS["band"],
+        alpha=0.5,
+    )
+    ax_ratio.axhline(1.0, color="black", linestyle="--", linewidth=1)
 
 
 def save_figure(fig, path):
