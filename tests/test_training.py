@@ -346,7 +346,8 @@ def test_mmd_term_changes_the_loss_and_its_gradient_reaches_the_flow():
     z = tf.random.stateless_normal([256, 1, 12], seed=[7, 0])
     mmd = MassMMD(MMD_NAMES, {"m_qq": [5.0], "m_ll": [5.0]})
     with tf.GradientTape() as tape:
-        value = mmd(model.forward_latent(z, c)[:, 0], tf.constant(x))
+        draws = model.forward_latent(z, c, clip_margin=trainer.MMD_CLIP_MARGIN)
+        value = mmd(draws[:, 0], tf.constant(x))
     grads = tape.gradient(value, model.trainable_variables)
     assert float(value) > 1e-3
     coupling_vars = {id(v) for v in model.couplings[0].trainable_variables}
@@ -397,13 +398,47 @@ def test_mmd_uses_draws_from_the_model_for_the_batch_conditions():
     reference.adapt(x, c)
     # Step 0 draws z from the stateless seed (seed=7, step 0), before the update.
     z = tf.random.stateless_normal([128, 1, 12], seed=tf.constant([7, 0], tf.int64))
-    expected = reference.forward_latent(z, c)[:, 0].numpy()
+    expected = reference.forward_latent(z, c, clip_margin=trainer.MMD_CLIP_MARGIN)
+    expected = expected[:, 0].numpy()
     _one_step(x, c, {"mmd": True}, spy={"wrap": wrap})
     np.testing.assert_allclose(seen["generated"], expected, rtol=1e-5, atol=1e-4)
     np.testing.assert_array_equal(seen["x_parton"], x)
     # Other conditions give other draws: the draws follow the batch's conditions.
     other = reference.forward_latent(z, c[::-1].copy())[:, 0].numpy()
     assert np.max(np.abs(other - seen["generated"])) > 1.0
+
+
+def test_clipped_draws_keep_the_mmd_gradient_finite_in_the_far_tail():
+    import tensorflow as tf
+
+    from cinnflow.training.mmd import MassMMD
+
+    x, c = _zw_toy(64, seed=5)
+    model = _zw_model()
+    model.adapt(x, c)
+    mmd = MassMMD(MMD_NAMES, {"m_qq": [5.0], "m_ll": [5.0]})
+    # Inside the training range the clipped map is the map.
+    z = tf.random.stateless_normal([64, 1, 12], seed=[3, 0]) * 0.1
+    np.testing.assert_allclose(
+        model.forward_latent(z, c, clip_margin=1.0).numpy(),
+        model.forward_latent(z, c).numpy(),
+        rtol=1e-5,
+    )
+    # A latent point far in the tail: log pt overflows without the clip, and the
+    # gradient of the MMD is NaN; with the clip every pt stays inside the widened
+    # training range and every gradient is finite.
+    far = tf.fill([64, 1, 12], 2000.0)
+    assert not np.all(np.isfinite(model.forward_latent(far, c).numpy()))
+    with tf.GradientTape() as tape:
+        draws = model.forward_latent(far, c, clip_margin=1.0)[:, 0]
+        value = mmd(draws, tf.constant(x))
+    grads = tape.gradient(value, model.trainable_variables)
+    assert np.isfinite(float(value))
+    assert all(np.all(np.isfinite(g.numpy())) for g in grads if g is not None)
+    log_pt = np.log(draws.numpy()[:, 0::3])
+    std = model.parton_std.numpy()[0::3]
+    assert np.all(log_pt <= model.support_max[0::3] + std + 1e-4)
+    assert np.all(log_pt >= model.support_min[0::3] - std - 1e-4)
 
 
 def test_train_with_mmd_needs_parton_names_and_runs(tmp_path):

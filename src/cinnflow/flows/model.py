@@ -418,12 +418,20 @@ class ConditionalINN(tf.Module):
             ),
         )
 
-    def forward_latent(self, z, c_detector):
+    def forward_latent(self, z, c_detector, *, clip_margin=None):
         """Map latent draws to parton level.
 
         Args:
             z: float32 (n_events, n_draws, d) standard-normal draws.
             c_detector: float32 (n_events, n_detector).
+            clip_margin: None, or clip the preprocessed draws (log pt, eta,
+                log mass, other; not phi) into the training range widened by this many
+                standard deviations per column before the column transform. A
+                draw far in the tail of an untrained flow can overflow exp(log pt)
+                to inf, and the gradient of a loss on such draws is NaN even where
+                the loss masks them; clipped columns have a zero, finite gradient.
+                For training terms on draws (the MMD); sampling keeps its own
+                truncation (``support``).
 
         Returns:
             float32 tensor (n_events, n_draws, d) in GeV and radians.
@@ -438,11 +446,34 @@ class ConditionalINN(tf.Module):
         features = tf.repeat(features, n_draws, axis=0)
         if reference is not None:
             reference = tf.repeat(reference, n_draws, axis=0)
-        x = self.bijector.forward(
-            tf.reshape(z, [-1, self.dim]),
-            **self.bijector_kwargs(features, embedding, reference, n_draws),
-        )
+        kwargs = self.bijector_kwargs(features, embedding, reference, n_draws)
+        z = tf.reshape(z, [-1, self.dim])
+        if clip_margin is None:
+            x = self.bijector.forward(z, **kwargs)
+        else:
+            low, high = self._support_box(clip_margin)
+            # phi stays unclipped: its transform (tanh) is bounded already.
+            phi = tf.constant([k == "phi" for k in self.parton_kinds])
+            low = tf.where(phi, -np.inf, low)
+            high = tf.where(phi, np.inf, high)
+            # The chain without its last step (column_transform, applied last).
+            inner = tfb.Chain(self.bijector.bijectors[1:], name="cinn_inner")
+            y = tf.clip_by_value(inner.forward(z, **kwargs), low, high)
+            x = self.column_transform.forward(
+                y, **kwargs.get(self.column_transform.name, {})
+            )
         return tf.reshape(x, [n_events, n_draws, self.dim])
+
+    def _support_box(self, margin):
+        """Training range of the preprocessed columns widened by ``margin`` std."""
+        if self.support_min is None:
+            msg = "clip_margin needs the training support: call adapt() first"
+            raise CinnflowError(msg)
+        # Tensor arithmetic, so that it also works while a tf.function traces.
+        std = margin * self.parton_std
+        low = tf.constant(self.support_min, tf.float32) - std
+        high = tf.constant(self.support_max, tf.float32) + std
+        return low, high
 
     def support(self, margin):
         """Box around the training data in physics units, for truncated sampling.
@@ -461,19 +492,13 @@ class ConditionalINN(tf.Module):
         """
         if self.support_min is None:
             return None
-        std = self.parton_std.numpy().astype(np.float64)
-        y_low = self.support_min - margin * std
-        y_high = self.support_max + margin * std
+        y_low, y_high = (v.numpy() for v in self._support_box(margin))
         # phi columns are overwritten below, so a zero reference angle is fine.
         ref = None
         if self.phi_reference_index is not None:
             ref = tf.zeros([1, len(self.phi_reference_index)])
-        low = self.column_transform.forward(
-            y_low[None].astype(np.float32), conditional_input=ref
-        )
-        high = self.column_transform.forward(
-            y_high[None].astype(np.float32), conditional_input=ref
-        )
+        low = self.column_transform.forward(y_low[None], conditional_input=ref)
+        high = self.column_transform.forward(y_high[None], conditional_input=ref)
         low, high = (
             low.numpy()[0].astype(np.float64),
             high.numpy()[0].astype(np.float64),

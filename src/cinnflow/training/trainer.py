@@ -55,6 +55,11 @@ DEFAULT_TRAINING_CONFIG = {
     "mmd_weight": 1.0,
     "mmd_widths_gev": DEFAULT_MMD_WIDTHS_GEV,
 }
+# The MMD draws are clipped into the training range widened by this many standard
+# deviations per preprocessed column (ConditionalINN.forward_latent): an untrained
+# flow's tail draw can overflow exp(log pt), which made the gradient NaN.
+MMD_CLIP_MARGIN = 1.0
+
 _HISTORY_FILE = "history.json"
 _CSV_COLUMNS = ("epoch", "train_loss", "val_loss", "learning_rate")
 
@@ -145,7 +150,9 @@ def make_train_step(model, optimizer, cfg, *, seed, mmd=None):
                     tf.stack([tf.shape(x_parton)[0], 1, model.dim]),
                     seed=tf.stack([tf.constant(seed, tf.int64), step]),
                 )
-                generated = model.forward_latent(z, c_detector)[:, 0]
+                generated = model.forward_latent(
+                    z, c_detector, clip_margin=MMD_CLIP_MARGIN
+                )[:, 0]
                 mmd2 = mmd(generated, x_parton)
                 loss = loss + mmd_weight * mmd2
             if decay > 0:
