@@ -19,6 +19,7 @@ model = ConditionalINN.from_config(
     parton_kinds=[str(k) for k in train_set["parton_kinds"]],
     detector_kinds=[str(k) for k in train_set["detector_kinds"]],
     seed=sm.params.seed,
+    parton_names=[str(n) for n in train_set["parton_names"]],
 )
 model.adapt(train_set["x_parton"], train_set["c_detector"])
 train(

@@ -42,6 +42,7 @@ from cinnflow.flows.bijectors import (
 from cinnflow.flows.preprocessing import (
     STD_FLOOR,
     ColumnTransform,
+    PairMass,
     StandardScaling,
     check_kinds,
     condition_features,
@@ -64,9 +65,10 @@ MODEL_CONFIG_KEYS = (
     "clamp",
     "condition_regression",
     "phi_reference",
+    "pair_masses",
 )
-# Keys of MODEL_CONFIG_KEYS that may be left out (they default to False/True).
-_OPTIONAL_KEYS = ("condition_regression", "phi_reference")
+# Keys of MODEL_CONFIG_KEYS that may be left out (they default to False/True/none).
+_OPTIONAL_KEYS = ("condition_regression", "phi_reference", "pair_masses")
 _CONFIG_FILE = "config.json"
 _WEIGHTS_PREFIX = "weights"
 _FORMAT_VERSION = 1
@@ -93,6 +95,7 @@ class ConditionalINN(tf.Module):
         condition_encoder=None,
         condition_regression=True,
         phi_reference=False,
+        mass_pairs=(),
         fuse_condition=True,
         jit_compile=True,
     ):
@@ -117,6 +120,11 @@ class ConditionalINN(tf.Module):
                 detector phi column (e.g. q1 to j1, l1 to l1), so that the seam of
                 the phi map sits opposite the matched detector object; needs as many
                 detector as parton phi columns.
+            mass_pairs: sequence of six parton column indices ``(pt1, eta1, phi1,
+                pt2, eta2, phi2)`` of massless pairs (e.g. the W's quarks); the flow
+                models each pair's invariant mass in place of pt2 (``PairMass``), so
+                that a narrow resonance is one narrow coordinate. ``log_prob`` and
+                ``sample`` stay in the parton columns.
             fuse_condition: couplings compute the condition part of their
                 subnets in one matmul, once per event when sampling (see
                 ``ConditionalAffineCoupling``); a speed option, same weights.
@@ -143,6 +151,7 @@ class ConditionalINN(tf.Module):
             "seed": int(seed),
             "condition_regression": bool(condition_regression),
             "phi_reference": bool(phi_reference),
+            "mass_pairs": [[int(i) for i in p] for p in mass_pairs],
             "fuse_condition": bool(fuse_condition),
             "jit_compile": bool(jit_compile),
         }
@@ -226,10 +235,30 @@ class ConditionalINN(tf.Module):
                 )
                 raise ConfigError(msg)
             self.phi_reference_index = np.asarray(detector_phi, np.int32)
+        self.pair_mass = None
+        # Kinds of the columns the flow models: a pair's mass replaces its pt2.
+        self.flow_kinds = list(self.parton_kinds)
+        if self.init_args["mass_pairs"]:
+            self.pair_mass = PairMass(self.init_args["mass_pairs"], name="pair_mass_00")
+            for pair in self.init_args["mass_pairs"]:
+                kinds = [self.parton_kinds[i] for i in pair]
+                if kinds != ["pt", "eta", "phi"] * 2:
+                    msg = (
+                        f"mass pair columns {pair} have kinds {kinds}; expected "
+                        "(pt, eta, phi) of two objects"
+                    )
+                    raise ConfigError(msg)
+            for slot in self.pair_mass.mass_slots:
+                self.flow_kinds[slot] = "mass"
         self.column_transform = ColumnTransform(
-            self.parton_kinds, phi_reference=phi_reference, name="columns_00"
+            self.flow_kinds, phi_reference=phi_reference, name="columns_00"
         )
         flow.append(self.column_transform)
+        # Bijectors after the coupling part: applied last when sampling.
+        self._output_bijectors = [self.column_transform]
+        if self.pair_mass is not None:
+            flow.append(self.pair_mass)
+            self._output_bijectors.append(self.pair_mass)
         self.bijector = tfb.Chain(list(reversed(flow)), name="cinn_chain")
         self.distribution = tfd.TransformedDistribution(
             tfd.MultivariateNormalDiag(loc=tf.zeros([dim])),
@@ -248,15 +277,22 @@ class ConditionalINN(tf.Module):
         )
 
     @classmethod
-    def from_config(cls, model_cfg, parton_kinds, detector_kinds, seed):
+    def from_config(
+        cls, model_cfg, parton_kinds, detector_kinds, seed, parton_names=None
+    ):
         """Build from the ``model`` section of the workflow config.
 
         Args:
             model_cfg: dict with keys ``MODEL_CONFIG_KEYS``
-                (``condition_regression`` and ``phi_reference`` optional).
+                (``condition_regression``, ``phi_reference`` and ``pair_masses``
+                optional). ``pair_masses`` lists object pairs such as
+                ``[[q1, q2], [l1, l2]]`` whose mass the flow models in place of
+                the second object's pt (see ``mass_pairs``).
             parton_kinds: kinds of the parton columns.
             detector_kinds: kinds of the detector columns.
             seed: integer seed.
+            parton_names: names of the parton columns (``q1_pt``, ...); needed
+                with ``pair_masses``.
 
         Returns:
             ConditionalINN
@@ -278,6 +314,9 @@ class ConditionalINN(tf.Module):
         if missing:
             msg = f"model config lacks keys {missing!r}; required {MODEL_CONFIG_KEYS}"
             raise ConfigError(msg)
+        cfg["mass_pairs"] = _mass_pair_columns(
+            cfg.pop("pair_masses", None), parton_names
+        )
         return cls(
             [str(k) for k in parton_kinds],
             [str(k) for k in detector_kinds],
@@ -310,8 +349,18 @@ class ConditionalINN(tf.Module):
         if np.any(x_parton[:, positive] <= 0):
             msg = "parton pt and mass columns must be > 0 (they are log-transformed)"
             raise CinnflowError(msg)
+        x_flow = x_parton
+        if self.pair_mass is not None:
+            x_flow = self.pair_mass.inverse(x_parton).numpy()
+            masses = x_flow[:, list(self.pair_mass.mass_slots)]
+            if not np.all(np.isfinite(masses) & (masses > 0)):
+                msg = (
+                    "mass_pairs: some pairs have zero or non-finite invariant mass "
+                    "(collinear objects); expected separated massless pairs"
+                )
+                raise CinnflowError(msg)
         y = self.column_transform.inverse(
-            x_parton, conditional_input=self._reference(c_detector)
+            x_flow, conditional_input=self._reference(c_detector)
         )
         y = y.numpy().astype(np.float64)
         mean, std = y.mean(axis=0), np.maximum(y.std(axis=0), STD_FLOOR)
@@ -456,12 +505,12 @@ class ConditionalINN(tf.Module):
             phi = tf.constant([k == "phi" for k in self.parton_kinds])
             low = tf.where(phi, -np.inf, low)
             high = tf.where(phi, np.inf, high)
-            # The chain without its last step (column_transform, applied last).
-            inner = tfb.Chain(self.bijector.bijectors[1:], name="cinn_inner")
-            y = tf.clip_by_value(inner.forward(z, **kwargs), low, high)
-            x = self.column_transform.forward(
-                y, **kwargs.get(self.column_transform.name, {})
-            )
+            # The chain without the output bijectors (applied last, in order).
+            n_out = len(self._output_bijectors)
+            inner = tfb.Chain(self.bijector.bijectors[n_out:], name="cinn_inner")
+            x = tf.clip_by_value(inner.forward(z, **kwargs), low, high)
+            for bijector in self._output_bijectors:
+                x = bijector.forward(x, **kwargs.get(bijector.name, {}))
         return tf.reshape(x, [n_events, n_draws, self.dim])
 
     def _support_box(self, margin):
@@ -505,6 +554,10 @@ class ConditionalINN(tf.Module):
         )
         phi = np.array([k == "phi" for k in self.parton_kinds])
         low[phi], high[phi] = -np.inf, np.inf
+        # A pair's pt2 follows from its mass and angles: no box of its own.
+        if self.pair_mass is not None:
+            slots = list(self.pair_mass.mass_slots)
+            low[slots], high[slots] = -np.inf, np.inf
         return low, high
 
     def sample(self, c_detector, n_draws, seed):
@@ -688,6 +741,31 @@ class ConditionalINN(tf.Module):
             model.support_max = np.asarray(config["support"]["max"], np.float64)
         logger.info("loaded ConditionalINN from %s", directory)
         return model
+
+
+def _mass_pair_columns(pairs, parton_names):
+    """Column indices (pt1, eta1, phi1, pt2, eta2, phi2) of named object pairs."""
+    if not pairs:
+        return []
+    if parton_names is None:
+        msg = "model.pair_masses needs the parton column names (parton_names)"
+        raise ConfigError(msg)
+    names = [str(n) for n in parton_names]
+    columns = []
+    for pair in pairs:
+        if len(pair) != 2:
+            msg = f"model.pair_masses entry {pair!r}: expected two object names"
+            raise ConfigError(msg)
+        wanted = [f"{obj}_{f}" for obj in pair for f in ("pt", "eta", "phi")]
+        missing = [w for w in wanted if w not in names]
+        if missing:
+            msg = (
+                f"model.pair_masses entry {list(pair)!r} needs parton columns "
+                f"{missing!r}; the parton columns are {names!r}"
+            )
+            raise ConfigError(msg)
+        columns.append([names.index(w) for w in wanted])
+    return columns
 
 
 def _check_sizes(n_blocks, subnet_hidden, condition_hidden, condition_dim, clamp):

@@ -38,6 +38,7 @@ tfb = tfp.bijectors
 __all__ = [
     "KINDS",
     "ColumnTransform",
+    "PairMass",
     "StandardScaling",
     "check_kinds",
     "condition_features",
@@ -278,3 +279,107 @@ class StandardScaling(tfb.Bijector):
 
     def _inverse_log_det_jacobian(self, y):
         return -tf.reduce_sum(tf.math.log(self._scale)) + tf.zeros_like(y[..., 0])
+
+
+def _pair_separation(eta1, phi1, eta2, phi2):
+    """``cosh(deta) - cos(dphi)``, written as sums of squares (no cancellation)."""
+    return 2.0 * tf.square(tf.sinh(0.5 * (eta1 - eta2))) + 2.0 * tf.square(
+        tf.sin(0.5 * (phi1 - phi2))
+    )
+
+
+class PairMass(tfb.Bijector):
+    """Swap the pT of the second object of massless pairs for the pair's mass.
+
+    For two massless objects ``m^2 = 2 pt1 pt2 (cosh(eta1 - eta2) - cos(phi1 -
+    phi2))``, so given the other five coordinates the map ``pt2 <-> m`` is one to
+    one. ``forward`` takes columns in which the ``pt2`` slot of each pair holds the
+    mass (GeV) and returns physics columns with ``pt2 = m^2 / (2 pt1 A)``, ``A =
+    cosh(deta) - cos(dphi)``; ``inverse`` is ``m = sqrt(2 pt1 pt2 A)``. With ``pt1``
+    and the angles fixed, ``d pt2 / d m = 2 pt2 / m``, the whole Jacobian.
+
+    The flow then models the mass of a resonance decay (the W in m_qq, the Z in
+    m_ll) as one coordinate, so its narrow line is a narrow peak of one column
+    instead of a thin curved ridge in six.
+    """
+
+    def __init__(self, pairs, *, name="pair_mass_00"):
+        """Build the bijector.
+
+        Args:
+            pairs: sequence of six column indices ``(pt1, eta1, phi1, pt2, eta2,
+                phi2)`` per pair; the ``pt2`` slots hold the masses on the forward
+                input. Pairs must not share a ``pt2`` slot, and no ``pt2`` slot may
+                be a coordinate of another pair.
+            name: bijector name.
+
+        Raises:
+            ConfigError: for overlapping pairs or repeated columns.
+        """
+        parameters = dict(locals())
+        self._pairs = tuple(tuple(int(i) for i in p) for p in pairs)
+        slots = [p[3] for p in self._pairs]
+        used = [i for p in self._pairs for j, i in enumerate(p) if j != 3]
+        if any(len(set(p)) != 6 for p in self._pairs) or len(set(slots)) != len(slots):
+            msg = f"pair columns {self._pairs!r}: each pair needs six distinct columns"
+            raise ConfigError(msg)
+        if set(slots) & set(used):
+            msg = (
+                f"pair columns {self._pairs!r}: a mass slot (4th index) is a "
+                "coordinate of another pair"
+            )
+            raise ConfigError(msg)
+        super().__init__(
+            forward_min_event_ndims=1,
+            validate_args=False,
+            parameters=parameters,
+            name=name,
+        )
+
+    @property
+    def mass_slots(self):
+        """Column indices that hold a mass on the forward input (pt2 in physics)."""
+        return tuple(p[3] for p in self._pairs)
+
+    def _scatter(self, x, values):
+        """Replace the mass slots of ``x`` by ``values`` (list, one per pair)."""
+        d = x.shape[-1]
+        out = x
+        for slot, value in zip(self.mass_slots, values, strict=True):
+            mask = tf.constant(np.arange(d) == slot)
+            out = tf.where(mask, value[..., None], out)
+        return out
+
+    def _pair_terms(self, x, pair):
+        pt1, eta1, phi1, slot, eta2, phi2 = (x[..., i] for i in pair)
+        return pt1, _pair_separation(eta1, phi1, eta2, phi2), slot
+
+    def _forward(self, x):
+        values = []
+        for pair in self._pairs:
+            pt1, sep, m = self._pair_terms(x, pair)
+            values.append(tf.square(m) / (2.0 * pt1 * sep))
+        return self._scatter(x, values)
+
+    def _inverse(self, y):
+        values = []
+        for pair in self._pairs:
+            pt1, sep, pt2 = self._pair_terms(y, pair)
+            values.append(tf.sqrt(2.0 * pt1 * pt2 * sep))
+        return self._scatter(y, values)
+
+    def _forward_log_det_jacobian(self, x):
+        # log(2 pt2 / m) = log m - log(pt1 A), summed over the pairs.
+        terms = []
+        for pair in self._pairs:
+            pt1, sep, m = self._pair_terms(x, pair)
+            terms.append(tf.math.log(m) - tf.math.log(pt1 * sep))
+        return tf.add_n(terms)
+
+    def _inverse_log_det_jacobian(self, y):
+        terms = []
+        for pair in self._pairs:
+            pt1, sep, pt2 = self._pair_terms(y, pair)
+            # log(m / (2 pt2)) with m = sqrt(2 pt1 pt2 A).
+            terms.append(0.5 * tf.math.log(pt1 * sep / (2.0 * pt2)))
+        return tf.add_n(terms)
