@@ -343,11 +343,11 @@ class PairMass(tfb.Bijector):
 
     def _scatter(self, x, values):
         """Replace the mass slots of ``x`` by ``values`` (list, one per pair)."""
-        d = x.shape[-1]
+        # The width may be unknown while a tf.function traces: a dynamic range.
+        columns = tf.range(tf.shape(x)[-1])
         out = x
         for slot, value in zip(self.mass_slots, values, strict=True):
-            mask = tf.constant(np.arange(d) == slot)
-            out = tf.where(mask, value[..., None], out)
+            out = tf.where(tf.equal(columns, slot), value[..., None], out)
         return out
 
     def _pair_terms(self, x, pair):
