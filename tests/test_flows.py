@@ -490,6 +490,13 @@ def test_model_with_pair_masses_round_trips_and_keeps_parton_columns():
     )
     draws = model.sample(c[:20], 10, seed=2)
     assert np.all(draws[..., 0::3] > 0) and np.all(np.isfinite(draws))
+    # Also where the column count is unknown while tracing.
+    unknown = tf.function(
+        model.pair_mass.inverse, input_signature=[tf.TensorSpec([None, None])]
+    )
+    np.testing.assert_allclose(
+        unknown(x[:5]).numpy(), model.pair_mass.inverse(x[:5]).numpy(), rtol=1e-6
+    )
     with pytest.raises(ConfigError, match="needs parton columns"):
         ConditionalINN.from_config(
             {**cfg, "pair_masses": [["q1", "j7"]]},
