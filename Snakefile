@@ -35,3 +35,4 @@ rule all:
         "results/plots/prior",
         "results/plots/training",
         "results/plots/events",
+        grid_metrics(),

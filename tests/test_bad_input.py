@@ -148,6 +148,41 @@ CONFIG_CASES = {
         "lhe",
         ["events.source is 'lhe' but events.lhe_file is None", "path of an LHE"],
     ),
+    "unknown grid key": (
+        "ensemble.grid",
+        {"learning_rat": [1.0e-3, 3.0e-4]},
+        ["ensemble.grid: unknown key 'learning_rat'", "did you mean 'learning_rate'?"],
+    ),
+    "grid key outside model and training": (
+        "ensemble.grid",
+        {"n_draws": [10, 20]},
+        ["ensemble.grid: unknown key 'n_draws'", "n_blocks"],
+    ),
+    "empty grid list": (
+        "ensemble.grid",
+        {"learning_rate": []},
+        ["ensemble.grid.learning_rate: value []", "should be non-empty"],
+    ),
+    "grid value not a list": (
+        "ensemble.grid",
+        {"n_blocks": 12},
+        ["ensemble.grid.n_blocks: value 12", "not of type 'array'"],
+    ),
+    "grid value out of range": (
+        "ensemble.grid",
+        {"learning_rate": [1.0e-3, -1.0]},
+        ["ensemble.grid.learning_rate.1: value -1.0", "minimum of 0"],
+    ),
+    "repeated grid value": (
+        "ensemble.grid",
+        {"n_blocks": [10, 10]},
+        ["ensemble.grid.n_blocks: value [10, 10]", "non-unique"],
+    ),
+    "empty grid": (
+        "ensemble.grid",
+        {},
+        ["ensemble.grid: value {}", "should be non-empty"],
+    ),
 }
 
 

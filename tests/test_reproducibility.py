@@ -1,9 +1,10 @@
 """Same config and seeds, same numbers: trainings in separate processes on CPU.
 
-With TensorFlow's op determinism switched on, two trainings of a tiny cINN in two
-fresh Python processes give bit-identical weights, and the same sampling seed gives
-bit-identical posterior draws. (Prepared data: tests/test_preparation.py compares
-two preparations byte for byte.)
+With TensorFlow's op determinism switched on by ``enable_determinism`` (what the
+train and sample scripts call unless ``training.deterministic`` is false), two
+trainings of a tiny cINN in two fresh Python processes give bit-identical weights,
+and the same sampling seed gives bit-identical posterior draws. (Prepared data:
+tests/test_preparation.py compares two preparations byte for byte.)
 """
 
 import subprocess
@@ -18,10 +19,12 @@ _TRAIN = textwrap.dedent(
     import numpy as np
     import tensorflow as tf
 
-    tf.config.experimental.enable_op_determinism()
     from cinnflow.flows import ConditionalINN
     from cinnflow.sampling import sample_posterior
-    from cinnflow.training import train
+    from cinnflow.training import enable_determinism, train
+
+    enable_determinism(17)
+    assert tf.config.experimental.is_op_determinism_enabled()
 
     out = sys.argv[1]
     rng = np.random.default_rng(1)

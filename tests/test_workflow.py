@@ -13,7 +13,13 @@ import vector
 import yaml
 from conftest import REAL_DATA  # noqa: E402
 
-from cinnflow.dvc_export import STAGE_PARAMS, derive_stages, render
+from cinnflow.dvc_export import (
+    GRID_RULES,
+    STAGE_PARAMS,
+    derive_stages,
+    parse_jobs,
+    render,
+)
 from cinnflow.io.delphes import read_delphes
 
 ZJETS_LHE = REAL_DATA / "lhe_pp_Zjets_mlm_mg5_10000ev.lhe.gz"
@@ -57,8 +63,52 @@ def test_dvc_yaml_is_derived_from_the_workflow():
     committed = (ROOT / "dvc.yaml").read_text()
     assert result.stdout == committed, "dvc.yaml drifted: run `make dvc-yaml`"
     stages = yaml.safe_load(committed)["stages"]
-    assert set(stages) == set(STAGE_PARAMS)
+    # The default config has no grid: the grid rules are not in its DAG.
+    assert set(stages) == set(STAGE_PARAMS) - set(GRID_RULES)
     assert "results/prepared/train.npz" in stages["train"]["deps"]
+    assert stages["train"]["outs"] == [
+        {"results/models/0": {"persist": True}},
+        {"results/training/loss_0.csv": {"persist": True}},
+    ]
+
+
+def test_grid_fans_out_one_training_per_point_and_member(tmp_path):
+    """Issue 6: a 2-point grid with 2 seed members is 2 x 2 training jobs."""
+    grid = {"members": 2, "grid": {"learning_rate": [1.0e-3, 3.0e-4]}}
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump({"ensemble": grid}))
+    result = _run(
+        [
+            "--dry-run",
+            "--forceall",
+            "--cores",
+            "1",
+            "--configfile",
+            str(ROOT / "tests/configs/tiny.yaml"),
+            str(tmp_path / "grid.yaml"),
+        ],
+        ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = parse_jobs(result.stdout + result.stderr)
+    trainings = sorted(job["output"][0] for job in jobs if job["rule"] == "train_grid")
+    points = ("learning_rate=0.0003", "learning_rate=0.001")
+    assert trainings == [f"results/models/{p}/{m}" for p in points for m in (0, 1)]
+    assert not [job for job in jobs if job["rule"] == "train"]
+    (sample,) = [job for job in jobs if job["rule"] == "sample"]
+    assert "results/metrics/grid.json" in sample["input"]
+    assert set(trainings) < set(sample["input"])
+    (select,) = [job for job in jobs if job["rule"] == "select_grid"]
+    assert len(select["input"]) == 4 and select["output"] == [
+        "results/metrics/grid.json"
+    ]
+
+    # The DVC export of the same DAG: one stage for the grid, the metric, 4 curves.
+    text = render(derive_stages(jobs))
+    document = yaml.safe_load(text)
+    assert set(document["stages"]) == set(STAGE_PARAMS) - {"train"}
+    assert "results/metrics/grid.json" in document["metrics"]
+    curves = [next(iter(plot)) for plot in document["plots"]]
+    assert sum(path.startswith("results/training/") for path in curves) == 4
 
 
 def test_derive_stages_rejects_a_rule_without_params():
@@ -78,8 +128,10 @@ def test_tiny_run_passes_through_every_rule(tmp_path):
     # Pythia's banner and tables go to the rule's log, not the terminal.
     assert "PYTHIA" not in result.stdout + result.stderr
     assert "PYTHIA" in (tmp_path / "logs/simulate/chunk_0.log").read_text()
-    for rule in STAGE_PARAMS:
+    for rule in set(STAGE_PARAMS) - set(GRID_RULES):
         assert f"rule {rule}:" in result.stderr, f"rule {rule} did not run"
+    # The training switched TensorFlow's op determinism on (training.deterministic).
+    assert "op determinism on" in (tmp_path / "logs/train/0.log").read_text()
 
     posterior = np.load(tmp_path / "results/posterior/test.npz", allow_pickle=False)
     assert posterior["draws"].shape == (20, 20, 12)
@@ -153,3 +205,14 @@ def _pair_mass(a, b):
     va = vector.array({"pt": a[:, 0], "eta": a[:, 1], "phi": a[:, 2], "mass": a[:, 3]})
     vb = vector.array({"pt": b[:, 0], "eta": b[:, 1], "phi": b[:, 2], "mass": b[:, 3]})
     return (va + vb).mass
+
+
+def test_cluster_profiles_give_grid_trainings_the_training_resources():
+    """A grid point is the same training with other settings: same job size."""
+    for name in ("slurm", "htcondor"):
+        profile = yaml.safe_load(
+            (ROOT / f"workflow/profiles/{name}/config.yaml").read_text()
+        )
+        resources = profile["set-resources"]
+        assert resources["train_grid"] == resources["train"], name
+        assert profile["set-threads"]["train_grid"] == profile["set-threads"]["train"]

@@ -3,6 +3,7 @@ import sys
 from cinnflow.config import load_process, validate_config
 from cinnflow.errors import ConfigError
 from cinnflow.sampling.ensemble import member_seed
+from cinnflow.training.grid import grid_points, point_config
 
 try:
     validate_config(
@@ -14,6 +15,9 @@ try:
             "events.source is 'lhe' but events.lhe_file is "
             f"{config['events'].get('lhe_file')!r}; expected the path of an LHE file"
         )
+    # Hyperparameter grid (ensemble.grid): point name to its settings; empty
+    # without a grid, and then the rules and paths are those of a single training.
+    GRID_POINTS = grid_points(config)
 except ConfigError as err:
     sys.exit(f"cinnflow: {err}")
 
@@ -56,6 +60,8 @@ def chunk_offset(wildcards):
 wildcard_constraints:
     member=r"\d+",
     chunk=r"\d+",
+    # Grid point names are key=value pairs (cinnflow.training.grid.point_name).
+    point=r"[^/]+=[^/]*",
 
 
 def ensemble_members():
@@ -69,12 +75,86 @@ def ensemble_members():
     return list(range(n_members))
 
 
+def _point(wildcards):
+    """The grid point of a training job, or None for the training without a grid."""
+    return getattr(wildcards, "point", None)
+
+
+def point_section(section):
+    """Input function: the ``model`` or ``training`` section at the job's point."""
+
+    def section_at_point(wildcards):
+        point = _point(wildcards)
+        if point is None:
+            return config[section]
+        return point_config(config, GRID_POINTS[point])[section]
+
+    return section_at_point
+
+
+def training_seed(wildcards):
+    """Member 0 trains with the master seed, member k with seed + 1000 k.
+
+    Member k has the same seed at every grid point: the points differ only by their
+    settings.
+    """
+    return member_seed(config["seed"], wildcards.member)
+
+
 def training_key(wildcards):
     """Checkpoint folder of one member: a changed config starts afresh, not resumes."""
     import hashlib
     import json
 
     keys = ("seed", "process", "events", "preparation", "model", "training")
-    text = json.dumps({key: config[key] for key in keys}, sort_keys=True, default=str)
+    sections = {key: config[key] for key in keys}
+    point = _point(wildcards)
+    if point is not None:
+        sections.update(point_config(config, GRID_POINTS[point]))
+    text = json.dumps(sections, sort_keys=True, default=str)
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return f"results/checkpoints/{wildcards.member}/{digest}"
+    folder = wildcards.member if point is None else f"{point}/{wildcards.member}"
+    return f"results/checkpoints/{folder}/{digest}"
+
+
+def grid_loss_csvs():
+    """Loss CSVs of every grid point: point name to its members' files."""
+    return {
+        point: [
+            f"results/training/{point}/loss_{member}.csv"
+            for member in ensemble_members()
+        ]
+        for point in GRID_POINTS
+    }
+
+
+def grid_loss_files():
+    """Every grid point's loss CSVs in one list (point by point, member 0 first)."""
+    return [path for files in grid_loss_csvs().values() for path in files]
+
+
+def grid_metrics():
+    """The grid's selection metrics file, or nothing without a grid."""
+    return ["results/metrics/grid.json"] if GRID_POINTS else []
+
+
+def trained_models():
+    """Model folders the sampling chooses from: every member of every grid point.
+
+    Without a grid, ``results/models/{member}``; with one, the point is chosen after
+    training (results/metrics/grid.json), so every point's models are inputs.
+    """
+    if not GRID_POINTS:
+        return expand("results/models/{member}", member=ensemble_members())
+    return expand(
+        "results/models/{point}/{member}",
+        point=list(GRID_POINTS),
+        member=ensemble_members(),
+    )
+
+
+def training_losses():
+    """Loss CSVs of the plotted training: member 0, or member 0 of every grid point."""
+    if not GRID_POINTS:
+        return ["results/training/loss_0.csv"]
+    return [files[0] for files in grid_loss_csvs().values()]

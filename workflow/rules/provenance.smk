@@ -1,11 +1,12 @@
 rule provenance:
     input:
-        models=expand("results/models/{member}", member=ensemble_members()),
+        models=trained_models(),
         posterior="results/posterior/test.npz",
         metrics=[
             "results/metrics/calibration.json",
             "results/metrics/closure.json",
             "results/metrics/bars.json",
+            *grid_metrics(),
         ],
     output:
         "results/provenance.json",

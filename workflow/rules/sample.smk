@@ -1,7 +1,9 @@
 rule sample:
     input:
-        models=expand("results/models/{member}", member=ensemble_members()),
+        models=trained_models(),
         test="results/prepared/test.npz",
+        # With a grid: which point's seed ensemble to sample.
+        grid=grid_metrics(),
     output:
         "results/posterior/test.npz",
     log:
@@ -11,6 +13,7 @@ rule sample:
     params:
         sampling=config["sampling"],
         seed=config["seed"] + 7,
+        deterministic=config["training"].get("deterministic", True),
     # Capped at --cores on a workstation; the SLURM profile sets its own.
     threads: 8
     resources:
