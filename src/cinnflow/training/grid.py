@@ -51,6 +51,7 @@ GRID_KEYS = {
         "clamp",
         "condition_regression",
         "phi_reference",
+        "pair_masses",
     ),
     "training": (
         "batch_size",
@@ -69,6 +70,11 @@ def _format_value(value):
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (list, tuple)):
+        if not value:
+            return "none"
+        # Lists of lists (pair_masses: [[q1, q2], [l1, l2]] -> q1xq2+l1xl2).
+        if all(isinstance(v, (list, tuple)) for v in value):
+            return "+".join(_format_value(v) for v in value)
         return "x".join(_format_value(v) for v in value)
     if isinstance(value, float):
         return repr(value)
