@@ -20,6 +20,7 @@ include: "workflow/rules/sample.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/prior.smk"
+include: "workflow/rules/injection.smk"
 
 
 rule all:
@@ -35,3 +36,4 @@ rule all:
         "results/plots/prior",
         "results/plots/training",
         "results/plots/events",
+        injection_targets(),
