@@ -39,8 +39,6 @@ if INJECTION:
             "logs/prepare_injection.log",
         conda:
             "../envs/cinnflow.yaml"
-        params:
-            process=INJECTION["process"],
         resources:
             mem_mb=4000,
         script:

@@ -8,7 +8,8 @@ sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])
 prepare_sample(
     list(sm.input.events),
-    load_process(sm.params.process),
+    # The first process file is the injected one; the second, its base.
+    load_process(sm.input.process[0]),
     output=sm.output.sample,
     summary_path=sm.output.summary,
     config=dict(sm.config),

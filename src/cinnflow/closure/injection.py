@@ -73,6 +73,9 @@ DEFAULT_FRACTION = 0.1
 DEFAULT_PURITY = 0.5
 #: Observables whose signal region is reported (the diboson mass and the W pT).
 DEFAULT_REGION_OBSERVABLES = ("m_WZ", "pt_W")
+#: Upper end of the binning of the region observables: at least this quantile of
+#: the injected events' truth.
+REGION_HIGH_QUANTILE = 0.995
 #: Keys of a prepared file that are mixed event by event.
 _EVENT_KEYS = ("x_parton", "c_detector", "event_id")
 #: Keys that must agree between the two samples.
@@ -339,7 +342,9 @@ def injection_closure(
         if ibu is not None and name in ibu:
             entry["ibu"] = ibu_comparison(ibu[name], t, t_var, used)
         if name in region_observables:
-            region = _region(t_inj[regular], t[regular], used, purity)
+            # The resonance bins hold few events each (10 % of the sample spread
+            # over a few bins), so any filled bin may belong to the region.
+            region = _region(t_inj[regular], t[regular], t[regular] > 0, purity)
             if region.size == 0:
                 logger.warning(
                     "%s: no populated bin where injected events are >= %.2f of the "
@@ -348,13 +353,14 @@ def injection_closure(
                     purity,
                 )
             entry["region_bins"] = region.tolist()
-            entry["bias_region"] = _median(bias[region])
             entry["bias_region_integrated"] = _integrated(
                 u[regular], t[regular], region
             )
+            region_bias = _bias(u[regular], t[regular], t[regular] > 0)
+            entry["bias_region"] = _median(region_bias[region])
             if "ibu" in entry:
                 ibu_regular = np.asarray(ibu[name].unfolded)[regular]
-                ibu_bias = _bias(ibu_regular, t[regular], used)
+                ibu_bias = _bias(ibu_regular, t[regular], t[regular] > 0)
                 entry["ibu"]["bias_region"] = _median(ibu_bias[region])
                 entry["ibu"]["bias_region_integrated"] = _integrated(
                     ibu_regular, t[regular], region
@@ -389,6 +395,8 @@ def run_injection(
     "bias_region_integrated", "ibu_bias_region", "ibu_bias_region_integrated"}},
     "bins": {obs: {"edges", ...per-bin results}}}``, and
     ``plots_dir/injection_{obs}.png`` for each observable in ``plots``.
+    Binning as in the closure stage, except that the range of the region
+    observables reaches at least the 99.5 % quantile of the injected truth.
 
     Args:
         posterior_path: posterior ``.npz`` of the "data" sample, with the
@@ -441,6 +449,12 @@ def run_injection(
         edges[name] = automatic_edges(
             truth[name], kinds[name], name=name, n_bins=int(n_bins), peaks=PEAK_TARGETS
         )
+        if name in region_observables:
+            # The range must hold the resonance, which the 99.5 % quantile of the
+            # whole sample can cut in half (10 % of it sits at the upper end).
+            high = np.quantile(truth[name][flags], REGION_HIGH_QUANTILE)
+            if high > edges[name][-1]:
+                edges[name] = np.linspace(edges[name][0], high, int(n_bins) + 1)
         if train is not None and name in detector and name in train[1]:
             ibu[name] = ibu_unfold(
                 train[0][name],
