@@ -73,6 +73,10 @@ DEFAULT_FRACTION = 0.1
 DEFAULT_PURITY = 0.5
 #: Observables whose signal region is reported (the diboson mass and the W pT).
 DEFAULT_REGION_OBSERVABLES = ("m_WZ", "pt_W")
+#: Peak of the resonance: the fewest bins, by falling injected truth, that hold at
+#: least this share of the injected events (the height of the bump, where the
+#: signal region's integral can hide a shift of events within it).
+PEAK_SHARE = 0.5
 #: Upper end of the binning of the region observables: at least this quantile of
 #: the injected events' truth.
 REGION_HIGH_QUANTILE = 0.995
@@ -246,6 +250,16 @@ def _region(truth_injected, truth, used, purity):
     return np.flatnonzero(used & (share >= purity))
 
 
+def _peak(truth_injected, share):
+    """Regular-bin indices of the resonance peak (see ``PEAK_SHARE``), sorted."""
+    total = truth_injected.sum()
+    if total <= 0:
+        return np.array([], dtype=int)
+    order = np.argsort(truth_injected, kind="stable")[::-1]
+    n_bins = int(np.searchsorted(np.cumsum(truth_injected[order]), share * total)) + 1
+    return np.sort(order[:n_bins])
+
+
 def _integrated(values, truth, bins):
     total = float(np.sum(truth[bins]))
     return float(np.sum(values[bins]) / total - 1.0) if total > 0 else float("nan")
@@ -286,8 +300,9 @@ def injection_closure(
         ``truth_err``, ``unfolded_err``, ``bias``; with ``ibu``: ``ibu`` (see
         ``cinnflow.closure.prior.ibu_comparison``); for the region observables:
         ``region_bins``, ``bias_region`` (median signed bias over them),
-        ``bias_region_integrated`` (``sum U / sum T - 1`` over them) and, with
-        IBU, the same two under ``ibu``.
+        ``bias_region_integrated`` (``sum U / sum T - 1`` over them),
+        ``peak_bins`` (see ``PEAK_SHARE``) and ``bias_peak_integrated`` (the same
+        over them) and, with IBU, the same three under ``ibu``.
 
     Raises:
         ConfigError: a purity outside (0, 1] or shapes that do not match.
@@ -353,6 +368,9 @@ def injection_closure(
                     purity,
                 )
             entry["region_bins"] = region.tolist()
+            peak = _peak(t_inj[regular].astype(float), PEAK_SHARE)
+            entry["peak_bins"] = peak.tolist()
+            entry["bias_peak_integrated"] = _integrated(u[regular], t[regular], peak)
             entry["bias_region_integrated"] = _integrated(
                 u[regular], t[regular], region
             )
@@ -364,6 +382,9 @@ def injection_closure(
                 entry["ibu"]["bias_region"] = _median(ibu_bias[region])
                 entry["ibu"]["bias_region_integrated"] = _integrated(
                     ibu_regular, t[regular], region
+                )
+                entry["ibu"]["bias_peak_integrated"] = _integrated(
+                    ibu_regular, t[regular], peak
                 )
         result[name] = entry
     return result
@@ -392,7 +413,9 @@ def run_injection(
     "bias_median": ..., "bias_max_abs": ..., "ibu": {"n_iterations", "chi2_ndf",
     "bias_median", "bias_max_abs"}, "region": {obs: {"bins", "low_edge",
     "high_edge", "truth", "truth_injected", "bias_region",
-    "bias_region_integrated", "ibu_bias_region", "ibu_bias_region_integrated"}},
+    "bias_region_integrated", "peak_bins", "peak_low_edge", "peak_high_edge",
+    "bias_peak_integrated", "ibu_bias_region", "ibu_bias_region_integrated",
+    "ibu_bias_peak_integrated"}},
     "bins": {obs: {"edges", ...per-bin results}}}``, and
     ``plots_dir/injection_{obs}.png`` for each observable in ``plots``.
     Binning as in the closure stage, except that the range of the region
@@ -539,20 +562,33 @@ def run_injection(
             "unfolded": float(np.sum(np.asarray(entry["unfolded"])[bins])),
             "bias_region": entry["bias_region"],
             "bias_region_integrated": entry["bias_region_integrated"],
+            "peak_bins": entry["peak_bins"],
+            "peak_low_edge": float(e[entry["peak_bins"][0]])
+            if entry["peak_bins"]
+            else None,
+            "peak_high_edge": float(e[entry["peak_bins"][-1] + 1])
+            if entry["peak_bins"]
+            else None,
+            "bias_peak_integrated": entry["bias_peak_integrated"],
         }
         if "ibu" in entry:
             metrics["region"][name].update(
                 ibu=float(np.sum(np.asarray(entry["ibu"]["unfolded"])[bins])),
                 ibu_bias_region=entry["ibu"]["bias_region"],
                 ibu_bias_region_integrated=entry["ibu"]["bias_region_integrated"],
+                ibu_bias_peak_integrated=entry["ibu"]["bias_peak_integrated"],
             )
         logger.info(
-            "%s signal region %s: cINN bias %+.4f (integrated %+.4f), IBU %s",
+            "%s signal region %s: cINN bias %+.4f (integrated %+.4f), IBU %s; peak "
+            "bins %s: cINN %+.4f, IBU %s",
             name,
             bins,
             entry["bias_region"],
             entry["bias_region_integrated"],
             metrics["region"][name].get("ibu_bias_region_integrated"),
+            entry["peak_bins"],
+            entry["bias_peak_integrated"],
+            metrics["region"][name].get("ibu_bias_peak_integrated"),
         )
     for name in truth:
         logger.info(
