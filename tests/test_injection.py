@@ -199,7 +199,7 @@ def test_injection_closure_sees_a_posterior_that_hides_the_bump():
     expected = (truth_hist - injected).sum() / truth_hist.sum() - 1.0
     assert hidden["bias_region_integrated"] == pytest.approx(expected, abs=0.1)
     assert hidden["bias_region_integrated"] < -0.5
-    # The peak: the bins around 1300 GeV holding half of the injected events.
+    # The peak: the bins around 1300 GeV above half the injected maximum.
     peak = hidden["peak_bins"]
     assert set(peak) <= set(region)
     assert all(1200.0 <= edges["m"][b] < 1400.0 for b in peak)

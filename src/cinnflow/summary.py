@@ -125,8 +125,9 @@ def _injection_section(injection):
         if region.get("peak_bins"):
             lines.append(
                 f"- {name} peak [{_fmt(region['peak_low_edge'], 0)}, "
-                f"{_fmt(region['peak_high_edge'], 0)}] GeV (half of the injected "
-                f"events): cINN {_pct(region['bias_peak_integrated'])}, IBU "
+                f"{_fmt(region['peak_high_edge'], 0)}] GeV (full width at half "
+                "maximum of the injected events): cINN "
+                f"{_pct(region['bias_peak_integrated'])}, IBU "
                 f"{_pct(region.get('ibu_bias_peak_integrated'))} (integrated)"
             )
     lines += ["", _COMPARISON_HEADER + "\n".join(_comparison_rows(injection, ibu)), ""]

@@ -73,10 +73,12 @@ DEFAULT_FRACTION = 0.1
 DEFAULT_PURITY = 0.5
 #: Observables whose signal region is reported (the diboson mass and the W pT).
 DEFAULT_REGION_OBSERVABLES = ("m_WZ", "pt_W")
-#: Peak of the resonance: the fewest bins, by falling injected truth, that hold at
-#: least this share of the injected events (the height of the bump, where the
-#: signal region's integral can hide a shift of events within it).
-PEAK_SHARE = 0.5
+#: Peak of the resonance: the contiguous bins around the maximum of the injected
+#: truth whose injected content is at least this fraction of the maximum (full
+#: width at half maximum). The selected W' events also fill a long low-mass
+#: (off-shell) tail, so the signal region's integral can hide a bump that the
+#: unfolding smears out; the peak is where its height is measured.
+PEAK_FRACTION = 0.5
 #: Upper end of the binning of the region observables: at least this quantile of
 #: the injected events' truth.
 REGION_HIGH_QUANTILE = 0.995
@@ -250,14 +252,18 @@ def _region(truth_injected, truth, used, purity):
     return np.flatnonzero(used & (share >= purity))
 
 
-def _peak(truth_injected, share):
-    """Regular-bin indices of the resonance peak (see ``PEAK_SHARE``), sorted."""
-    total = truth_injected.sum()
-    if total <= 0:
+def _peak(truth_injected, fraction):
+    """Regular-bin indices of the resonance peak (see ``PEAK_FRACTION``)."""
+    if truth_injected.size == 0 or truth_injected.max() <= 0:
         return np.array([], dtype=int)
-    order = np.argsort(truth_injected, kind="stable")[::-1]
-    n_bins = int(np.searchsorted(np.cumsum(truth_injected[order]), share * total)) + 1
-    return np.sort(order[:n_bins])
+    top = int(np.argmax(truth_injected))
+    above = truth_injected >= fraction * truth_injected[top]
+    low, high = top, top
+    while low > 0 and above[low - 1]:
+        low -= 1
+    while high < above.size - 1 and above[high + 1]:
+        high += 1
+    return np.arange(low, high + 1)
 
 
 def _integrated(values, truth, bins):
@@ -301,7 +307,7 @@ def injection_closure(
         ``cinnflow.closure.prior.ibu_comparison``); for the region observables:
         ``region_bins``, ``bias_region`` (median signed bias over them),
         ``bias_region_integrated`` (``sum U / sum T - 1`` over them),
-        ``peak_bins`` (see ``PEAK_SHARE``) and ``bias_peak_integrated`` (the same
+        ``peak_bins`` (see ``PEAK_FRACTION``) and ``bias_peak_integrated`` (the same
         over them) and, with IBU, the same three under ``ibu``.
 
     Raises:
@@ -368,7 +374,7 @@ def injection_closure(
                     purity,
                 )
             entry["region_bins"] = region.tolist()
-            peak = _peak(t_inj[regular].astype(float), PEAK_SHARE)
+            peak = _peak(t_inj[regular].astype(float), PEAK_FRACTION)
             entry["peak_bins"] = peak.tolist()
             entry["bias_peak_integrated"] = _integrated(u[regular], t[regular], peak)
             entry["bias_region_integrated"] = _integrated(
