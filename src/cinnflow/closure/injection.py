@@ -82,6 +82,9 @@ PEAK_FRACTION = 0.5
 #: Upper end of the binning of the region observables: at least this quantile of
 #: the injected events' truth.
 REGION_HIGH_QUANTILE = 0.995
+#: Limits of the ratio panel of the injection plots (the resonance bins hold few
+#: events).
+INJECTION_RATIO_LIMITS = (0.5, 1.5)
 #: Keys of a prepared file that are mixed event by event.
 _EVENT_KEYS = ("x_parton", "c_detector", "event_id")
 #: Keys that must agree between the two samples.
@@ -622,6 +625,8 @@ def run_injection(
             reference_label=f"truth without {label}",
             ylabel="events / bin",
             sample_label="cINN",
+            log_y=True,
+            ratio_limits=INJECTION_RATIO_LIMITS,
         )
         save_figure(fig, plots_dir / f"injection_{name}.png")
     _write_json(_nested_clean(metrics), metrics_path)

@@ -18,6 +18,8 @@ __all__ = ["plot_prior"]
 RATIO_LIMITS = (0.8, 1.2)
 #: Upper y limit of the main panel as a multiple of the highest bin.
 HEADROOM = 1.45
+#: The same on a logarithmic axis (room for the legend).
+LOG_HEADROOM = 30.0
 
 
 def _ratio(numerator, denominator):
@@ -36,6 +38,8 @@ def plot_prior(
     reference_label="truth, training spectrum",
     sample_label="reweighted sample",
     ylabel="weighted events / bin",
+    log_y=False,
+    ratio_limits=RATIO_LIMITS,
 ):
     """Truth and unfolded distributions of a changed-prior sample, with ratios.
 
@@ -54,6 +58,9 @@ def plot_prior(
         reference_label: legend entry of the reference truth.
         sample_label: legend entry of the changed-prior ratio.
         ylabel: y-axis label of the upper panel.
+        log_y: logarithmic y axis of the upper panel (a small bump on a falling
+            spectrum).
+        ratio_limits: y limits of the ratio panel.
 
     Returns:
         matplotlib.figure.Figure: upper panel truth (points), unfolded (line with
@@ -96,7 +103,12 @@ def plot_prior(
             )
         ax.set_ylabel(ylabel)
         top = max(np.max(t), np.max(u + u_err), np.max(t0))
-        ax.set_ylim(0, HEADROOM * top if top > 0 else 1.0)
+        positive = t[t > 0]
+        if log_y and positive.size:
+            ax.set_yscale("log")
+            ax.set_ylim(0.5 * positive.min(), LOG_HEADROOM * top)
+        else:
+            ax.set_ylim(0, HEADROOM * top if top > 0 else 1.0)
         ax.legend(loc="upper right", fontsize="small", title=title or None)
         add_label(ax)
 
@@ -130,7 +142,7 @@ def plot_prior(
                 label="unweighted sample",
             )
         ax_ratio.legend(loc="lower left", fontsize="x-small", ncol=3, frameon=False)
-        ax_ratio.set_ylim(*RATIO_LIMITS)
+        ax_ratio.set_ylim(*ratio_limits)
         ax_ratio.set_ylabel("unf. / truth")
         ax_ratio.set_xlabel(xlabel)
         ax_ratio.set_xlim(edges[0], edges[-1])
