@@ -20,6 +20,7 @@ include: "workflow/rules/sample.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/prior.smk"
+include: "workflow/rules/injection.smk"
 
 
 rule all:
@@ -36,3 +37,4 @@ rule all:
         "results/plots/training",
         "results/plots/events",
         grid_metrics(),
+        injection_targets(),

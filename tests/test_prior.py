@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cinnflow.closure.prior import prior_closure, prior_weights, run_prior
+from cinnflow.closure.baseline import ibu_unfold
+from cinnflow.closure.metrics import bin_index
+from cinnflow.closure.prior import (
+    ibu_comparison,
+    prior_closure,
+    prior_weights,
+    run_prior,
+)
 from cinnflow.errors import ConfigError
 
 N_EVENTS = 20000
@@ -199,3 +206,58 @@ def test_run_prior(tmp_path):
             plots=("m_zz",),
             n_bootstrap=2,
         )
+
+
+def _ibu_under_reweighting(train_x, train_c, test_x, test_c, weights):
+    """IBU of the weighted test detector level, the weighted truth, the comparison."""
+    result = ibu_unfold(
+        train_x,
+        train_c,
+        test_c,
+        parton_edges=EDGES,
+        detector_edges=EDGES,
+        n_iterations=4,
+        test_weights=weights,
+    )
+    truth = np.bincount(
+        bin_index(test_x, EDGES), weights=weights, minlength=EDGES.size + 1
+    )
+    used = truth[1:-1] > 0.01 * weights.sum()
+    return result, truth, ibu_comparison(result, truth, np.ones_like(truth), used)
+
+
+def test_ibu_under_reweighting_perfect_detector_gives_the_weighted_truth():
+    """Detector = parton: IBU returns the weighted data histogram, bias zero."""
+    rng = np.random.default_rng(31)
+    train = rng.normal(PRIOR_MEAN, PRIOR_SIGMA, N_EVENTS)
+    test = rng.normal(PRIOR_MEAN, PRIOR_SIGMA, N_EVENTS // 2)
+    weights = prior_weights(test, exponent=EXPONENT)
+    result, truth, comparison = _ibu_under_reweighting(
+        train, train, test, test, weights
+    )
+    np.testing.assert_allclose(result.unfolded, truth, rtol=1e-9, atol=1e-9)
+    assert comparison["bias_median"] == pytest.approx(0.0, abs=1e-9)
+    assert comparison["bias_max_abs"] == pytest.approx(0.0, abs=1e-9)
+    assert result.unfolded.sum() == pytest.approx(weights.sum())
+
+
+def test_ibu_under_reweighting_blind_detector_returns_the_training_prior():
+    """Detector level independent of the parton level: IBU returns its start prior."""
+    rng = np.random.default_rng(32)
+    train = rng.normal(PRIOR_MEAN, PRIOR_SIGMA, N_EVENTS)
+    test = rng.normal(PRIOR_MEAN, PRIOR_SIGMA, N_EVENTS // 2)
+    weights = prior_weights(test, exponent=EXPONENT)
+    # Every event in one detector bin: a response with identical columns.
+    blind_train = np.full(train.size, PRIOR_MEAN)
+    blind_test = np.full(test.size, PRIOR_MEAN)
+    result, truth, comparison = _ibu_under_reweighting(
+        train, blind_train, test, blind_test, weights
+    )
+    prior = np.bincount(bin_index(train, EDGES), minlength=EDGES.size + 1)
+    expected = prior / prior.sum() * weights.sum()
+    np.testing.assert_allclose(result.unfolded, expected, rtol=1e-9)
+    # The known bias: p_train(b) / p_rw(b) - 1, negative in the reweighted tail.
+    bias = np.array([np.nan if b is None else b for b in comparison["bias"]])
+    used = np.isfinite(bias)
+    np.testing.assert_allclose(bias[used], expected[1:-1][used] / truth[1:-1][used] - 1)
+    assert bias[used][-1] < -0.3

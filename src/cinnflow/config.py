@@ -8,7 +8,7 @@ import yaml
 
 from cinnflow.errors import ConfigError
 
-__all__ = ["load_process", "load_yaml", "validate_config"]
+__all__ = ["load_process", "load_yaml", "process_files", "validate_config"]
 
 
 def load_yaml(path):
@@ -82,10 +82,66 @@ def validate_config(config, schema_path, *, source="config"):
 
 
 def load_process(path):
-    """Read a process description and check the keys the workflow relies on."""
+    """Read a process description and check the keys the workflow relies on.
+
+    A process file may name another one under ``base`` (a path relative to its own
+    folder): the top-level sections it does not set itself are taken from that file
+    (one level, no chains), so a second hard process can share the parton, detector
+    and derived sections of the first one instead of a copy that drifts apart.
+
+    Args:
+        path: the process YAML file.
+
+    Returns:
+        dict: the process description, ``base`` resolved (the key itself removed).
+
+    Raises:
+        ConfigError: a missing or unreadable file, a ``base`` that is missing, not
+            a string or itself has a ``base``, or a missing required key.
+    """
+    path = Path(path)
     process = load_yaml(path)
+    if isinstance(process, dict) and "base" in process:
+        base_name = process["base"]
+        if not isinstance(base_name, str):
+            msg = f"{path}: key 'base' is {base_name!r}; expected a process file path"
+            raise ConfigError(msg)
+        base_path = path.parent / base_name
+        if not base_path.is_file():
+            msg = (
+                f"{path}: key 'base' names {base_name!r}, but {base_path} is no "
+                "file; expected a process file beside this one"
+            )
+            raise ConfigError(msg)
+        base = load_yaml(base_path)
+        if not isinstance(base, dict) or "base" in base:
+            seen = base.get("base") if isinstance(base, dict) else base
+            msg = (
+                f"{path}: base process {base_path} must be a mapping without a "
+                f"'base' of its own (one level only), got {seen!r}"
+            )
+            raise ConfigError(msg)
+        own = {key: value for key, value in process.items() if key != "base"}
+        process = {**base, **own}
     for key in ("name", "parton", "detector"):
         if not isinstance(process, dict) or key not in process:
             msg = f"{path}: process description lacks the key {key!r}"
             raise ConfigError(msg)
     return process
+
+
+def process_files(path):
+    """The process file and the file it takes sections from (``base``), if any.
+
+    Args:
+        path: the process YAML file.
+
+    Returns:
+        list[str]: ``[path]`` or ``[path, base path]``, for rule inputs.
+    """
+    path = Path(path)
+    data = load_yaml(path)
+    files = [str(path)]
+    if isinstance(data, dict) and isinstance(data.get("base"), str):
+        files.append(str(path.parent / data["base"]))
+    return files

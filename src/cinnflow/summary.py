@@ -64,6 +64,76 @@ def _validation_checks(calibration, closure, parton, bars):
     return checks
 
 
+def _pct(value):
+    return "n/a" if value is None else f"{100 * value:+.1f} %"
+
+
+def _comparison_rows(cinn, ibu):
+    """Rows: observable, chi2/ndf and median bias of the cINN and of IBU."""
+    return [
+        f"| {name} | {_fmt(cinn['chi2_ndf'].get(name), 2)} "
+        f"| {_fmt(ibu.get('chi2_ndf', {}).get(name), 2)} "
+        f"| {_pct(cinn['bias_median'].get(name))} "
+        f"| {_pct(ibu.get('bias_median', {}).get(name))} |"
+        for name in cinn["chi2_ndf"]
+    ]
+
+
+_COMPARISON_HEADER = (
+    "| observable | cINN chi2/ndf | IBU chi2/ndf | cINN median bias "
+    "| IBU median bias |\n| --- | --- | --- | --- | --- |\n"
+)
+
+
+def _prior_section(prior):
+    """Markdown: cINN against IBU on the reweighted test sample."""
+    rw = prior["reweighting"]
+    ibu = prior.get("ibu", {})
+    obs = rw["observable"]
+    lines = [
+        f"\n### Changed prior: test sample reweighted by (1 + {obs} / "
+        f"{rw['scale_gev']:g} GeV)^{rw['exponent']:g}\n",
+        f"{obs} tail (truth above {_fmt(prior['tail_low_edge'], 1)} GeV): cINN bias "
+        f"{_pct(prior['bias_tail'])} (median over bins), "
+        f"{_pct(prior['bias_tail_integrated'])} integrated; IBU "
+        f"{_pct(ibu.get('bias_tail'))}, {_pct(ibu.get('bias_tail_integrated'))}.\n",
+        _COMPARISON_HEADER + "\n".join(_comparison_rows(prior, ibu)),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _injection_section(injection):
+    """Markdown: cINN against IBU on the injected "data" sample."""
+    ibu = injection.get("ibu", {})
+    lines = [
+        f"\n### Injected signal: {injection['n_injected']} of "
+        f"{injection['n_events']} events ({_pct(injection['fraction'])[1:]})\n",
+    ]
+    for name, region in injection["region"].items():
+        if not region["bins"]:
+            lines.append(f"- {name}: no signal region (purity {injection['purity']})")
+            continue
+        lines.append(
+            f"- {name} signal region [{_fmt(region['low_edge'], 0)}, "
+            f"{_fmt(region['high_edge'], 0)}] GeV: cINN bias "
+            f"{_pct(region['bias_region'])} (median over bins), "
+            f"{_pct(region['bias_region_integrated'])} integrated; IBU "
+            f"{_pct(region.get('ibu_bias_region'))}, "
+            f"{_pct(region.get('ibu_bias_region_integrated'))}"
+        )
+        if region.get("peak_bins"):
+            lines.append(
+                f"- {name} peak [{_fmt(region['peak_low_edge'], 0)}, "
+                f"{_fmt(region['peak_high_edge'], 0)}] GeV (full width at half "
+                "maximum of the injected events): cINN "
+                f"{_pct(region['bias_peak_integrated'])}, IBU "
+                f"{_pct(region.get('ibu_bias_peak_integrated'))} (integrated)"
+            )
+    lines += ["", _COMPARISON_HEADER + "\n".join(_comparison_rows(injection, ibu)), ""]
+    return "\n".join(lines)
+
+
 def summarize(
     calibration_path,
     closure_path,
@@ -73,6 +143,8 @@ def summarize(
     table_path,
     bars_path,
     validation_bars=None,
+    prior_path=None,
+    injection_path=None,
 ):
     """Write a Markdown table per observable and a JSON verdict per bar.
 
@@ -90,6 +162,11 @@ def summarize(
         table_path: Markdown file to write.
         bars_path: JSON file to write: for each bar the limit, the worst value, the
             observable where it occurs and whether it passes, plus ``all_pass``.
+        prior_path: prior-dependence metrics JSON (``run_prior``), or None; with
+            it the table gains a section cINN against IBU on the reweighted
+            sample.
+        injection_path: injection metrics JSON (``run_injection``), or None; the
+            same on the injected "data" sample, with the signal-region biases.
 
     Returns:
         dict: the content of ``bars_path``.
@@ -188,6 +265,10 @@ def summarize(
             + "\n".join(validation_lines)
             + "\n"
         )
+    if prior_path is not None:
+        text += _prior_section(json.loads(Path(prior_path).read_text()))
+    if injection_path is not None:
+        text += _injection_section(json.loads(Path(injection_path).read_text()))
     with atomic_path(table_path) as tmp:
         Path(tmp).write_text(text)
     with atomic_path(bars_path) as tmp:

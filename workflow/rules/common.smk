@@ -1,6 +1,7 @@
 import sys
 
-from cinnflow.config import load_process, validate_config
+from cinnflow.closure.injection import check_injection
+from cinnflow.config import load_process, process_files, validate_config
 from cinnflow.errors import ConfigError
 from cinnflow.sampling.ensemble import member_seed
 from cinnflow.training.grid import grid_points, point_config
@@ -18,6 +19,10 @@ try:
     # Hyperparameter grid (ensemble.grid): point name to its settings; empty
     # without a grid, and then the rules and paths are those of a single training.
     GRID_POINTS = grid_points(config)
+    INJECTION = config["evaluation"].get("injection")
+    if INJECTION:
+        check_injection(INJECTION)
+        INJECTION_PROCESS = load_process(INJECTION["process"])
 except ConfigError as err:
     sys.exit(f"cinnflow: {err}")
 
@@ -158,3 +163,48 @@ def training_losses():
     if not GRID_POINTS:
         return ["results/training/loss_0.csv"]
     return [files[0] for files in grid_loss_csvs().values()]
+
+
+def injection_targets():
+    """The injection metrics and plots when evaluation.injection is set, else none."""
+    if not INJECTION:
+        return []
+    return ["results/metrics/injection.json", "results/plots/injection"]
+
+
+def injection_files():
+    """The injected process file and the file it takes its sections from."""
+    return process_files(INJECTION["process"])
+
+
+def injection_chunks():
+    """Event files of the injected process, one per chunk."""
+    return expand(
+        "results/injection/events/chunk_{chunk}.root",
+        chunk=range(INJECTION["n_chunks"]),
+    )
+
+
+def _injection_chunk_size(chunk):
+    n_events, n_chunks = INJECTION["n_events"], INJECTION["n_chunks"]
+    return n_events // n_chunks + (1 if chunk < n_events % n_chunks else 0)
+
+
+def injection_chunk_size(wildcards):
+    """Injected events in one chunk: the total spread evenly, the remainder first."""
+    return _injection_chunk_size(int(wildcards.chunk))
+
+
+def injection_chunk_offset(wildcards):
+    """First event number of an injected chunk."""
+    return sum(_injection_chunk_size(chunk) for chunk in range(int(wildcards.chunk)))
+
+
+def injection_seed(wildcards):
+    """Seed of an injected chunk: seed + 101 + chunk (apart from the main chunks)."""
+    return config["seed"] + 101 + int(wildcards.chunk)
+
+
+def injection_events():
+    """Event settings of the injected process: those of the main job, from Pythia."""
+    return {**config["events"], "source": "pythia", "lhe_file": None}

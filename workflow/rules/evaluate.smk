@@ -59,6 +59,8 @@ rule summarize:
         calibration="results/metrics/calibration.json",
         closure="results/metrics/closure.json",
         test="results/prepared/test.npz",
+        prior="results/metrics/prior.json",
+        injection=injection_targets()[:1],
     output:
         table=report("results/summary.md", category="Summary"),
         bars="results/metrics/bars.json",

@@ -1,6 +1,7 @@
 rule prior_dependence:
     input:
-        "results/posterior/test.npz",
+        posterior="results/posterior/test.npz",
+        train="results/prepared/train.npz",
     output:
         metrics="results/metrics/prior.json",
         plots=report(
@@ -16,6 +17,7 @@ rule prior_dependence:
         derived=PROCESS.get("derived", {}),
         prior=config["evaluation"]["prior"],
         n_bootstrap=config["evaluation"]["n_bootstrap"],
+        ibu_iterations=config["evaluation"]["ibu_iterations"],
         seed=config["seed"] + 17,
     resources:
         mem_mb=8000,

@@ -1,4 +1,4 @@
-"""Prior dependence: closure of the test events reweighted in the W pT."""
+"""Prior dependence: cINN and IBU closure of the test events reweighted in W pT."""
 
 from cinnflow.closure.prior import run_prior
 from cinnflow.logs import setup_logging
@@ -7,7 +7,7 @@ sm = snakemake  # noqa: F821
 setup_logging(sm.log[0])
 prior = dict(sm.params.prior)
 run_prior(
-    sm.input[0],
+    sm.input.posterior,
     metrics_path=sm.output.metrics,
     plots_dir=sm.output.plots,
     derived=dict(sm.params.derived),
@@ -18,4 +18,6 @@ run_prior(
     plots=tuple(prior["plots"]),
     n_bootstrap=sm.params.n_bootstrap,
     seed=sm.params.seed,
+    train_path=sm.input.train,
+    ibu_iterations=sm.params.ibu_iterations,
 )

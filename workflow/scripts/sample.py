@@ -18,8 +18,10 @@ if sm.params.deterministic:
 test = load_arrays(sm.input.test)
 limit = sm.params.sampling.get("max_events")
 if limit:
-    for key in ("x_parton", "c_detector", "event_id"):
-        test[key] = test[key][:limit]
+    # Every per-event array (is_injected too, in an injected "data" sample).
+    for key in ("x_parton", "c_detector", "event_id", "is_injected"):
+        if key in test:
+            test[key] = test[key][:limit]
 # One model, or an ensemble whose members each give an equal share of the draws.
 # With a grid, the seed ensemble of the point with the lowest validation loss.
 paths = list(sm.input.models)

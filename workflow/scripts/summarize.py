@@ -14,4 +14,6 @@ summarize(
     validation_bars=dict(sm.params.validation_bars),
     table_path=sm.output.table,
     bars_path=sm.output.bars,
+    prior_path=sm.input.prior,
+    injection_path=sm.input.injection[0] if sm.input.injection else None,
 )

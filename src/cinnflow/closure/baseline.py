@@ -57,6 +57,7 @@ def ibu_unfold(
     parton_edges,
     detector_edges,
     n_iterations=DEFAULT_ITERATIONS,
+    test_weights=None,
 ):
     """Unfold the test events' detector-level histogram with IBU.
 
@@ -67,13 +68,17 @@ def ibu_unfold(
         parton_edges: parton-level (cause) bin edges.
         detector_edges: detector-level (effect) bin edges.
         n_iterations: number of iterations (no early stop).
+        test_weights: weight of each test event, ``(n_test,)``, or None for one;
+            a reweighted "data" sample (prior dependence). The measured histogram
+            is the sum of the weights per bin, its error ``sqrt(sum w**2)``.
 
     Returns:
         IBUResult: the unfolded histogram on the parton edges, flow bins
-        included, normalised to the number of test events.
+        included, normalised to the number (sum of weights) of test events.
 
     Raises:
-        ConfigError: shapes that do not match or ``n_iterations`` below 1.
+        ConfigError: shapes that do not match, negative or non-finite weights, or
+            ``n_iterations`` below 1.
     """
     train_parton = np.asarray(train_parton, dtype=np.float64)
     train_detector = np.asarray(train_detector, dtype=np.float64)
@@ -103,9 +108,26 @@ def ibu_unfold(
     response = counts[:, filled] / n_per_cause[filled]
     # Binomial error of the migration probabilities from the training statistics.
     response_err = np.sqrt(response * (1.0 - response) / n_per_cause[filled])
-    data = np.bincount(
-        bin_index(test_detector, detector_edges), minlength=n_effect
-    ).astype(np.float64)
+    if test_weights is None:
+        test_weights = np.ones_like(test_detector)
+    test_weights = np.asarray(test_weights, dtype=np.float64)
+    if test_weights.shape != test_detector.shape:
+        msg = (
+            f"test weights of shape {test_weights.shape} for test values of shape "
+            f"{test_detector.shape}; expected the same shape"
+        )
+        raise ConfigError(msg)
+    if not np.all(np.isfinite(test_weights) & (test_weights >= 0)):
+        msg = (
+            f"test weights must be finite and >= 0, got values in "
+            f"[{np.min(test_weights)!r}, {np.max(test_weights)!r}]"
+        )
+        raise ConfigError(msg)
+    test_bins = bin_index(test_detector, detector_edges)
+    data = np.bincount(test_bins, weights=test_weights, minlength=n_effect)
+    data_err = np.sqrt(
+        np.bincount(test_bins, weights=test_weights**2, minlength=n_effect)
+    )
     efficiencies = np.ones(int(np.count_nonzero(filled)))
     # The training sample's parton-level spectrum as the starting prior, the usual
     # choice and the cINN's own prior; a flat prior over the bins (pyunfold's
@@ -115,7 +137,7 @@ def ibu_unfold(
     result = pyunfold.iterative_unfold(
         prior=prior,
         data=data,
-        data_err=np.sqrt(data),
+        data_err=data_err,
         response=response,
         response_err=response_err,
         efficiencies=efficiencies,

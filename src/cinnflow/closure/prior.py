@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cinnflow.closure.baseline import DEFAULT_ITERATIONS, ibu_unfold
 from cinnflow.closure.metrics import (
     DEFAULT_BINS,
     MIN_BIN_FRACTION,
@@ -33,7 +34,11 @@ from cinnflow.closure.metrics import (
     closure_chi2,
     wrap_phi,
 )
-from cinnflow.closure.run import _write_json
+from cinnflow.closure.run import (
+    _training_observables,
+    _write_json,
+    detector_observables,
+)
 from cinnflow.errors import ConfigError
 from cinnflow.physics.observables import observable_label
 from cinnflow.physics.posterior import load_posterior
@@ -44,6 +49,7 @@ __all__ = [
     "DEFAULT_EXPONENT",
     "DEFAULT_SCALE",
     "DEFAULT_TAIL_QUANTILE",
+    "ibu_comparison",
     "prior_closure",
     "prior_weights",
     "run_prior",
@@ -116,9 +122,49 @@ def _bias(unfolded, truth, used):
         return np.where(used, unfolded / truth - 1.0, np.nan)
 
 
+def _tail_integrated(unfolded, truth, above):
+    """``sum U / sum T - 1`` over the bins ``above`` (NaN without truth)."""
+    total = truth[above].sum()
+    return float(unfolded[above].sum() / total - 1.0) if total > 0 else float("nan")
+
+
 def _median(values):
     values = values[np.isfinite(values)]
     return float(np.median(values)) if values.size else float("nan")
+
+
+def ibu_comparison(result, truth, truth_variance, used):
+    """IBU's unfolded histogram of one observable against the truth.
+
+    Args:
+        result: ``IBUResult`` (flow bins included) on the truth's edges.
+        truth: truth contents, flow bins included.
+        truth_variance: their (bootstrap) variances.
+        used: bool per regular bin: populated bins, where the bias is taken.
+
+    Returns:
+        dict: ``chi2_ndf``, ``ndf``, ``p_value`` (IBU and truth variances added),
+        ``bias`` per regular bin (None where unpopulated), ``bias_median``,
+        ``bias_median_abs``, ``bias_max_abs``, ``unfolded`` and ``unfolded_err``
+        per regular bin.
+    """
+    unfolded = np.asarray(result.unfolded, dtype=np.float64)
+    variance = np.asarray(result.variance, dtype=np.float64)
+    chi2_ndf, ndf, p_value = closure_chi2(unfolded, truth, truth_variance + variance)
+    bias = _bias(unfolded[1:-1], truth[1:-1], used)
+    return {
+        "chi2_ndf": chi2_ndf,
+        "ndf": ndf,
+        "p_value": p_value,
+        "bias": [None if not np.isfinite(b) else float(b) for b in bias],
+        "bias_median": _median(bias),
+        "bias_median_abs": _median(np.abs(bias)),
+        "bias_max_abs": float(np.nanmax(np.abs(bias)))
+        if np.any(used)
+        else float("nan"),
+        "unfolded": unfolded[1:-1].tolist(),
+        "unfolded_err": np.sqrt(variance[1:-1]).tolist(),
+    }
 
 
 def prior_closure(
@@ -132,6 +178,7 @@ def prior_closure(
     n_bootstrap,
     rng,
     min_fraction=MIN_BIN_FRACTION,
+    ibu=None,
 ):
     """Closure of the weighted and the unweighted test sample, per observable.
 
@@ -147,6 +194,9 @@ def prior_closure(
         rng: ``numpy.random.Generator`` of the bootstrap.
         min_fraction: a bin is populated if its (weighted) truth holds at least
             this fraction of the (weighted) events.
+        ibu: ``{"weighted": {obs: IBUResult}, "unweighted": {obs: IBUResult}}``,
+            IBU of the same (weighted) events' detector level on the same edges,
+            or None.
 
     Returns:
         dict: ``{"weighted": {obs: result}, "unweighted": {obs: result}}``, each
@@ -158,8 +208,10 @@ def prior_closure(
         for ``reweight_observable`` ``bias_tail`` (median signed bias of the
         populated tail bins), ``bias_tail_integrated`` (``sum U / sum T - 1`` over
         all regular bins above the tail edge) and ``tail_bins`` (indices of the
-        populated tail bins among the regular bins). ``"tail_low_edge"``: the
-        lower edge of the tail.
+        populated tail bins among the regular bins); with ``ibu``, ``ibu`` (see
+        :func:`ibu_comparison`, plus ``bias_tail`` and ``bias_tail_integrated``
+        for ``reweight_observable``). ``"tail_low_edge"``: the lower edge of the
+        tail.
 
     Raises:
         ConfigError: unknown reweighting observable, shapes that do not match or
@@ -225,6 +277,9 @@ def prior_closure(
                 "truth_err": np.sqrt(t_var[regular]).tolist(),
                 "unfolded_err": np.sqrt(u_var[regular]).tolist(),
             }
+            ibu_result = (ibu or {}).get(label, {}).get(name)
+            if ibu_result is not None:
+                entry["ibu"] = ibu_comparison(ibu_result, t, t_var, used)
             if name == reweight_observable:
                 low_edges = np.asarray(edges[name])[:-1]
                 tail = np.flatnonzero((low_edges >= tail_low) & used)
@@ -232,11 +287,14 @@ def prior_closure(
                 entry["bias_tail"] = _median(bias[tail])
                 # All regular bins above the tail edge together (populated or not).
                 above = slice(1 + int(np.searchsorted(low_edges, tail_low)), -1)
-                entry["bias_tail_integrated"] = (
-                    float(u[above].sum() / t[above].sum() - 1.0)
-                    if t[above].sum() > 0
-                    else float("nan")
-                )
+                entry["bias_tail_integrated"] = _tail_integrated(u, t, above)
+                if ibu_result is not None:
+                    ibu_u = np.asarray(ibu_result.unfolded, dtype=np.float64)
+                    ibu_bias = _bias(ibu_u[regular], t[regular], used)
+                    entry["ibu"]["bias_tail"] = _median(ibu_bias[tail])
+                    entry["ibu"]["bias_tail_integrated"] = _tail_integrated(
+                        ibu_u, t, above
+                    )
             result[label][name] = entry
     return result
 
@@ -255,6 +313,8 @@ def run_prior(
     n_bins=DEFAULT_BINS,
     n_bootstrap=100,
     seed=0,
+    train_path=None,
+    ibu_iterations=DEFAULT_ITERATIONS,
 ):
     """Prior-dependence metrics and ratio plots of a posterior file.
 
@@ -275,7 +335,12 @@ def run_prior(
       {"chi2_ndf": ..., "bias_median": ..., "bias_median_abs": ...,
       "bias_max_abs": ..., "bias_tail": v, "bias_tail_integrated": v},
       "tail_low_edge": x, "bins": {obs: {"edges": [...], "weighted": {...},
-      "unweighted": {...}}}, "n_events": n, "n_draws": k, "n_bootstrap": b}``;
+      "unweighted": {...}}}, "n_events": n, "n_draws": k, "n_bootstrap": b}``,
+      and with ``train_path`` ``"ibu": {"n_iterations": k, "chi2_ndf": ...,
+      "bias_median": ..., "bias_median_abs": ..., "bias_max_abs": ...,
+      "bias_tail": v, "bias_tail_integrated": v, "unweighted": {...}}``: IBU
+      of the weighted detector-level histogram (response and starting prior
+      from the training sample) against the same weighted truth;
     - ``plots_dir/prior_{obs}.png`` for each observable in ``plots``.
 
     Args:
@@ -291,6 +356,8 @@ def run_prior(
         n_bins: bins per observable.
         n_bootstrap: bootstrap replicas.
         seed: seed of the bootstrap.
+        train_path: prepared training sample for the IBU baseline, or None.
+        ibu_iterations: IBU iterations.
 
     Returns:
         dict: the metrics written.
@@ -310,13 +377,30 @@ def run_prior(
         )
         raise ConfigError(msg)
     weights = prior_weights(truth[reweight_observable], exponent=exponent, scale=scale)
+    detector = detector_observables(posterior, derived)
+    train = _training_observables(train_path, derived, kinds)
     edges = {}
+    ibu = {"weighted": {}, "unweighted": {}}
     for name in truth:
         if kinds[name] in ("phi", "dphi"):
             truth[name], draws[name] = wrap_phi(truth[name]), wrap_phi(draws[name])
+            if name in detector:
+                detector[name] = wrap_phi(detector[name])
         edges[name] = automatic_edges(
             truth[name], kinds[name], name=name, n_bins=int(n_bins), peaks=PEAK_TARGETS
         )
+        if train is None or name not in detector or name not in train[1]:
+            continue
+        for label, w in (("weighted", weights), ("unweighted", None)):
+            ibu[label][name] = ibu_unfold(
+                train[0][name],
+                train[1][name],
+                detector[name],
+                parton_edges=edges[name],
+                detector_edges=edges[name],
+                n_iterations=int(ibu_iterations),
+                test_weights=w,
+            )
     logger.info(
         "prior dependence of %s: %d events, weights (1 + %s / %g)**%g in [%.3f, %.3f]",
         posterior_path,
@@ -336,6 +420,7 @@ def run_prior(
         tail_quantile=tail_quantile,
         n_bootstrap=n_bootstrap,
         rng=np.random.default_rng(seed),
+        ibu=ibu,
     )
     weighted, unweighted = result["weighted"], result["unweighted"]
     scalar = ("chi2_ndf", "bias_median", "bias_median_abs", "bias_max_abs")
@@ -385,6 +470,41 @@ def run_prior(
         "n_draws": posterior.n_draws,
         "n_bootstrap": int(n_bootstrap),
     }
+    with_ibu = [name for name in truth if "ibu" in weighted[name]]
+    if with_ibu:
+        ibu_scalar = (*scalar, "bias_tail", "bias_tail_integrated")
+
+        def ibu_metrics(part):
+            values = {
+                key: {name: part[name]["ibu"][key] for name in with_ibu}
+                for key in scalar
+            }
+            if reweight_observable in with_ibu:
+                for key in ibu_scalar[len(scalar) :]:
+                    values[key] = part[reweight_observable]["ibu"][key]
+            return values
+
+        metrics["ibu"] = {
+            "method": "iterative Bayesian unfolding (pyunfold) of the weighted "
+            "detector-level histogram, response and starting prior from training",
+            "n_iterations": int(ibu_iterations),
+            **ibu_metrics(weighted),
+            "unweighted": ibu_metrics(unweighted),
+        }
+        for name in with_ibu:
+            for label, part in (("weighted", weighted), ("unweighted", unweighted)):
+                metrics["bins"][name][label]["ibu"] = part[name]["ibu"]["unfolded"]
+                metrics["bins"][name][label]["ibu_bias"] = part[name]["ibu"]["bias"]
+        if reweight_observable in with_ibu:
+            logger.info(
+                "%s tail: IBU median bias %+.4f reweighted, %+.4f unweighted; "
+                "integrated %+.4f reweighted, %+.4f unweighted",
+                reweight_observable,
+                metrics["ibu"]["bias_tail"],
+                metrics["ibu"]["unweighted"]["bias_tail"],
+                metrics["ibu"]["bias_tail_integrated"],
+                metrics["ibu"]["unweighted"]["bias_tail_integrated"],
+            )
     for name in truth:
         logger.info(
             "%-10s reweighted chi2/ndf %.3f, median bias %+.4f (unweighted chi2/ndf "
@@ -416,6 +536,7 @@ def run_prior(
             unweighted[name],
             xlabel=observable_label(name, derived),
             title=title,
+            ibu=weighted[name].get("ibu", {}).get("unfolded"),
         )
         save_figure(fig, plots_dir / f"prior_{name}.png")
     _write_json(_nested_clean(metrics), metrics_path)

@@ -18,6 +18,8 @@ __all__ = ["plot_prior"]
 RATIO_LIMITS = (0.8, 1.2)
 #: Upper y limit of the main panel as a multiple of the highest bin.
 HEADROOM = 1.45
+#: The same on a logarithmic axis (room for the legend).
+LOG_HEADROOM = 30.0
 
 
 def _ratio(numerator, denominator):
@@ -25,23 +27,46 @@ def _ratio(numerator, denominator):
         return np.where(denominator > 0, numerator / denominator, np.nan)
 
 
-def plot_prior(edges, weighted, unweighted, *, xlabel, title=""):
-    """Reweighted truth and unfolded distributions of one observable with ratios.
+def plot_prior(
+    edges,
+    weighted,
+    unweighted,
+    *,
+    xlabel,
+    title="",
+    ibu=None,
+    reference_label="truth, training spectrum",
+    sample_label="reweighted sample",
+    ylabel="weighted events / bin",
+    log_y=False,
+    ratio_limits=RATIO_LIMITS,
+):
+    """Truth and unfolded distributions of a changed-prior sample, with ratios.
 
     Args:
         edges: bin edges, shape ``(n_bins + 1,)``.
-        weighted: the ``"weighted"`` result of one observable from
-            ``cinnflow.closure.prior.prior_closure`` (``truth``, ``unfolded``,
-            ``truth_err``, ``unfolded_err`` per regular bin).
-        unweighted: the ``"unweighted"`` result of the same observable.
+        weighted: the result of one observable on the changed-prior sample
+            (``truth``, ``unfolded``, ``truth_err``, ``unfolded_err`` per regular
+            bin), e.g. the ``"weighted"`` part of
+            ``cinnflow.closure.prior.prior_closure``.
+        unweighted: the reference: ``truth`` per regular bin (dashed line) and
+            optionally ``unfolded`` (its ratio to its truth, dotted).
         xlabel: x-axis label.
-        title: legend title (the reweighting factor).
+        title: legend title (the reweighting factor or the injection).
+        ibu: IBU's unfolded histogram of the changed-prior sample per regular bin,
+            or None.
+        reference_label: legend entry of the reference truth.
+        sample_label: legend entry of the changed-prior ratio.
+        ylabel: y-axis label of the upper panel.
+        log_y: logarithmic y axis of the upper panel (a small bump on a falling
+            spectrum).
+        ratio_limits: y limits of the ratio panel.
 
     Returns:
-        matplotlib.figure.Figure: upper panel weighted truth (points), weighted
-        unfolded (line with its bootstrap band) and unweighted truth (dashed);
-        lower panel unfolded / truth of the reweighted sample (with the band of the
-        truth and unfolded errors added) and of the unweighted one (dotted).
+        matplotlib.figure.Figure: upper panel truth (points), unfolded (line with
+        its bootstrap band), IBU (dash-dotted) and the reference truth (dashed);
+        lower panel unfolded / truth (with the band of the truth and unfolded
+        errors added), IBU / truth, and the reference ratio (dotted).
     """
     edges = np.asarray(edges)
     t = np.asarray(weighted["truth"])
@@ -51,7 +76,6 @@ def plot_prior(edges, weighted, unweighted, *, xlabel, title=""):
     t0 = np.asarray(unweighted["truth"])
     ratio = _ratio(u, t)
     ratio_err = _ratio(np.hypot(u_err, t_err), t)
-    ratio0 = _ratio(np.asarray(unweighted["unfolded"]), t0)
 
     with style_context():
         fig, (ax, ax_ratio) = new_figure(ratio_panel=True, figsize=(8, 8))
@@ -62,14 +86,29 @@ def plot_prior(edges, weighted, unweighted, *, xlabel, title=""):
             yerr=False,
             color=COLORS["band"],
             linestyle="--",
-            label="truth, training spectrum",
+            label=reference_label,
         )
         draw_unfolded_and_truth(
             ax, edges, unfolded=u, unfolded_err=u_err, truth=t, truth_err=t_err
         )
-        ax.set_ylabel("weighted events / bin")
+        if ibu is not None:
+            mplhep.histplot(
+                np.asarray(ibu),
+                edges,
+                ax=ax,
+                yerr=False,
+                color=COLORS["baseline"],
+                linestyle="-.",
+                label="IBU",
+            )
+        ax.set_ylabel(ylabel)
         top = max(np.max(t), np.max(u + u_err), np.max(t0))
-        ax.set_ylim(0, HEADROOM * top if top > 0 else 1.0)
+        positive = t[t > 0]
+        if log_y and positive.size:
+            ax.set_yscale("log")
+            ax.set_ylim(0.5 * positive.min(), LOG_HEADROOM * top)
+        else:
+            ax.set_ylim(0, HEADROOM * top if top > 0 else 1.0)
         ax.legend(loc="upper right", fontsize="small", title=title or None)
         add_label(ax)
 
@@ -80,19 +119,30 @@ def plot_prior(edges, weighted, unweighted, *, xlabel, title=""):
             ax=ax_ratio,
             yerr=False,
             color=COLORS["unfolded"],
-            label="reweighted sample",
+            label=sample_label,
         )
-        mplhep.histplot(
-            ratio0,
-            edges,
-            ax=ax_ratio,
-            yerr=False,
-            color=COLORS["baseline"],
-            linestyle=":",
-            label="unweighted sample",
-        )
-        ax_ratio.legend(loc="lower left", fontsize="x-small", ncol=2, frameon=False)
-        ax_ratio.set_ylim(*RATIO_LIMITS)
+        if ibu is not None:
+            mplhep.histplot(
+                _ratio(np.asarray(ibu), t),
+                edges,
+                ax=ax_ratio,
+                yerr=False,
+                color=COLORS["baseline"],
+                linestyle="-.",
+                label="IBU",
+            )
+        if "unfolded" in unweighted:
+            mplhep.histplot(
+                _ratio(np.asarray(unweighted["unfolded"]), t0),
+                edges,
+                ax=ax_ratio,
+                yerr=False,
+                color=COLORS["detector"],
+                linestyle=":",
+                label="unweighted sample",
+            )
+        ax_ratio.legend(loc="lower left", fontsize="x-small", ncol=3, frameon=False)
+        ax_ratio.set_ylim(*ratio_limits)
         ax_ratio.set_ylabel("unf. / truth")
         ax_ratio.set_xlabel(xlabel)
         ax_ratio.set_xlim(edges[0], edges[-1])

@@ -21,7 +21,14 @@ from cinnflow.preparation.pairing import (
 )
 from cinnflow.provenance import provenance
 
-__all__ = ["REQUIRED_KEYS", "SPLITS", "load_arrays", "prepare", "save_arrays"]
+__all__ = [
+    "REQUIRED_KEYS",
+    "SPLITS",
+    "load_arrays",
+    "prepare",
+    "prepare_sample",
+    "save_arrays",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +174,85 @@ def prepare(inputs, process, *, fractions, seed, outputs, provenance_path, confi
     with atomic_path(provenance_path) as tmp:
         Path(tmp).write_text(json.dumps(record, indent=2, sort_keys=True))
     return sizes
+
+
+def prepare_sample(inputs, process, *, output, summary_path, config):
+    """Select and pair the events of one sample, without a split (e.g. a signal).
+
+    The selection and pairing are those of :func:`prepare`, so the arrays have the
+    columns of the training sample of the same parton and detector sections.
+
+    Args:
+        inputs: event files (ROOT, Delphes schema), read in order.
+        process: the process description as a dict.
+        output: npz file to write (keys as a prepared split).
+        summary_path: JSON file with the cut flow per file, the number of events
+            read and selected and the acceptance (selected / read), plus the
+            provenance of :func:`cinnflow.provenance.provenance`.
+        config: the full configuration, recorded in the summary.
+
+    Returns:
+        dict: ``n_read``, ``n_selected``, ``acceptance``.
+
+    Raises:
+        InputFileError: when no event survives the selection.
+    """
+    parts, cutflows = [], {}
+    for file_number, path in enumerate(inputs):
+        x_parton, c_detector, index, cutflow = pair_file(path, process)
+        cutflows[str(path)] = cutflow
+        ids = np.stack([np.full(len(index), file_number), index], axis=1)
+        parts.append((x_parton, c_detector, ids))
+    n_read = sum(cutflow["all"] for cutflow in cutflows.values())
+    n_selected = sum(len(p[0]) for p in parts)
+    if n_selected == 0:
+        msg = (
+            f"{', '.join(map(str, inputs))}: no event of {n_read} passes the "
+            f"selection of process {process['name']!r}; expected at least one; cut "
+            f"flow per file: {cutflows}"
+        )
+        raise InputFileError(msg)
+    parton_objects = [obj["name"] for obj in process["parton"]["objects"]]
+    parton_names, parton_kinds = column_names(
+        parton_objects, process["parton"]["fields"]
+    )
+    detector_objects = process["detector"]["jets"] + process["detector"]["leptons"]
+    detector_names, detector_kinds = column_names(
+        detector_objects, process["detector"]["fields"]
+    )
+    save_arrays(
+        output,
+        x_parton=np.concatenate([p[0] for p in parts]).astype(np.float32),
+        c_detector=np.concatenate([p[1] for p in parts]).astype(np.float32),
+        event_id=np.concatenate([p[2] for p in parts]).astype(np.int64),
+        parton_names=np.array(parton_names),
+        parton_kinds=np.array(parton_kinds),
+        detector_names=np.array(detector_names),
+        detector_kinds=np.array(detector_kinds),
+    )
+    summary = {
+        "n_read": int(n_read),
+        "n_selected": int(n_selected),
+        "acceptance": n_selected / n_read if n_read else float("nan"),
+    }
+    logger.info(
+        "%s: %d of %d events selected (acceptance %.4f), wrote %s",
+        process["name"],
+        n_selected,
+        n_read,
+        summary["acceptance"],
+        output,
+    )
+    record = provenance(config)
+    record.update(
+        summary,
+        inputs=[{"path": str(p), "sha256": _sha256(p)} for p in inputs],
+        cutflow=cutflows,
+        process=process,
+    )
+    with atomic_path(summary_path) as tmp:
+        Path(tmp).write_text(json.dumps(record, indent=2, sort_keys=True))
+    return summary
 
 
 def save_arrays(path, **arrays):
