@@ -29,13 +29,13 @@ from cinnflow.closure.metrics import (
     MIN_BIN_FRACTION,
     PEAK_TARGETS,
     automatic_edges,
-    bin_index,
     bootstrap_replicas,
     closure_chi2,
     wrap_phi,
 )
 from cinnflow.closure.prior import (
     _bias,
+    _bin_events,
     _median,
     _nested_clean,
     _weighted_histograms,
@@ -321,16 +321,9 @@ def injection_closure(
         raise ConfigError(msg)
     is_injected = np.asarray(is_injected, dtype=bool)
     n_events = is_injected.size
-    truth_bins = {name: bin_index(truth[name], edges[name]) for name in truth}
-    draw_bins = {name: bin_index(draws[name], edges[name]) for name in truth}
-    for name, bins in draw_bins.items():
-        if bins.ndim != 2 or bins.shape[0] != n_events:  # noqa: PLR2004
-            msg = (
-                f"{name!r}: draws of shape {bins.shape} do not match {n_events} "
-                f"events; expected ({n_events}, n_draws)"
-            )
-            raise ConfigError(msg)
-    n_flow = {name: np.asarray(edges[name]).size + 1 for name in truth}
+    truth_bins, draw_bins, n_flow = _bin_events(
+        truth, draws, edges, n_events, what="events"
+    )
     replicas = bootstrap_replicas(
         truth_bins, draw_bins, n_flow, n_replicas=int(n_bootstrap), rng=rng
     )

@@ -107,6 +107,26 @@ def prior_weights(values, *, exponent=DEFAULT_EXPONENT, scale=DEFAULT_SCALE):
     return factor / factor.mean()
 
 
+def _bin_events(truth, draws, edges, n_events, *, what):
+    """Bin indices of truth and draws per observable, and the bin counts.
+
+    Raises:
+        ConfigError: draws that are not (n_events, n_draws); ``what`` names the
+            per-event array they are checked against.
+    """
+    truth_bins = {name: bin_index(truth[name], edges[name]) for name in truth}
+    draw_bins = {name: bin_index(draws[name], edges[name]) for name in truth}
+    for name, bins in draw_bins.items():
+        if bins.ndim != 2 or bins.shape[0] != n_events:  # noqa: PLR2004
+            msg = (
+                f"{name!r}: draws of shape {bins.shape} do not match {n_events} "
+                f"{what}; expected ({n_events}, n_draws)"
+            )
+            raise ConfigError(msg)
+    n_flow = {name: np.asarray(edges[name]).size + 1 for name in truth}
+    return truth_bins, draw_bins, n_flow
+
+
 def _weighted_histograms(truth_bins, draw_bins, n_flow, weights):
     """Weighted truth and unfolded contents, flow bins included."""
     n_events, n_draws = draw_bins.shape
@@ -228,16 +248,9 @@ def prior_closure(
         raise ConfigError(msg)
     weights = np.asarray(weights, dtype=np.float64)
     n_events = weights.size
-    truth_bins = {name: bin_index(truth[name], edges[name]) for name in truth}
-    draw_bins = {name: bin_index(draws[name], edges[name]) for name in truth}
-    for name, bins in draw_bins.items():
-        if bins.ndim != 2 or bins.shape[0] != n_events:  # noqa: PLR2004
-            msg = (
-                f"{name!r}: draws of shape {bins.shape} do not match {n_events} "
-                f"event weights; expected ({n_events}, n_draws)"
-            )
-            raise ConfigError(msg)
-    n_flow = {name: np.asarray(edges[name]).size + 1 for name in truth}
+    truth_bins, draw_bins, n_flow = _bin_events(
+        truth, draws, edges, n_events, what="event weights"
+    )
     tail_low = float(np.quantile(truth[reweight_observable], tail_quantile))
 
     result = {"weighted": {}, "unweighted": {}, "tail_low_edge": tail_low}
