@@ -18,13 +18,14 @@ _TRAIN = textwrap.dedent(
     import sys
     import numpy as np
     import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
 
     from cinnflow.flows import ConditionalINN
     from cinnflow.sampling import sample_posterior
     from cinnflow.training import enable_determinism, train
 
     enable_determinism(17)
-    assert tf.config.experimental.is_op_determinism_enabled()
+    assert tf_config.is_op_determinism_enabled()  # not in the public API
 
     out = sys.argv[1]
     rng = np.random.default_rng(1)
