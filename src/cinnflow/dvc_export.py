@@ -128,6 +128,27 @@ def parse_jobs(text):
     return [job for job in jobs if job["rule"] != "all"]
 
 
+def _topological_order(by_rule):
+    """Rule names with every producer before its consumers, ties sorted by name."""
+    producer = {out: rule for rule, stage in by_rule.items() for out in stage["outs"]}
+    needs = {
+        rule: {producer[d] for d in stage["deps"] if d in producer} - {rule}
+        for rule, stage in by_rule.items()
+    }
+    order = []
+    while needs:
+        ready = sorted(rule for rule, before in needs.items() if not before)
+        if not ready:
+            msg = f"the rules {sorted(needs)} depend on each other in a cycle"
+            raise ValueError(msg)
+        order += ready
+        for rule in ready:
+            del needs[rule]
+        for before in needs.values():
+            before.difference_update(ready)
+    return order
+
+
 def derive_stages(jobs):
     """Group the jobs of the DAG by rule into DVC stages.
 
@@ -136,7 +157,8 @@ def derive_stages(jobs):
             job, as :func:`parse_jobs` returns them.
 
     Returns:
-        dict: stage name to its DVC definition, in DAG order.
+        dict: stage name to its DVC definition, in DAG order (producers first,
+        ties by rule name, so the file does not depend on which outputs exist).
     """
     by_rule = {}
     for job in jobs:
@@ -149,7 +171,8 @@ def derive_stages(jobs):
         raise KeyError(msg)
 
     stages = {}
-    for rule, stage in by_rule.items():
+    for rule in _topological_order(by_rule):
+        stage = by_rule[rule]
         outs = sorted(stage["outs"])
         dvc_outs = [{out: {"persist": True}} for out in outs]
         # DVC runs cmd through a shell: every path is quoted (a no-op for plain ones).
