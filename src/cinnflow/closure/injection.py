@@ -30,7 +30,6 @@ from cinnflow.closure.metrics import (
     PEAK_TARGETS,
     automatic_edges,
     bootstrap_replicas,
-    closure_chi2,
     wrap_phi,
 )
 from cinnflow.closure.prior import (
@@ -39,6 +38,7 @@ from cinnflow.closure.prior import (
     _median,
     _nested_clean,
     _weighted_histograms,
+    closure_entry,
     ibu_comparison,
 )
 from cinnflow.closure.run import (
@@ -335,27 +335,10 @@ def injection_closure(
             truth_bins[name], draw_bins[name], n_flow[name], ones
         )
         t_inj = np.bincount(truth_bins[name][is_injected], minlength=n_flow[name])
-        truth_rep, unfolded_rep = replicas[name]
-        t_var = np.var(truth_rep, axis=0, ddof=1)
-        u_var = np.var(unfolded_rep, axis=0, ddof=1)
-        chi2_ndf, ndf, p_value = closure_chi2(u, t, t_var + u_var)
-        used = t[regular] >= max(min_fraction * n_events, np.finfo(float).tiny)
-        bias = _bias(u[regular], t[regular], used)
-        entry = {
-            "chi2_ndf": chi2_ndf,
-            "ndf": ndf,
-            "p_value": p_value,
-            "bias_median": _median(bias),
-            "bias_max_abs": float(np.nanmax(np.abs(bias)))
-            if np.any(used)
-            else float("nan"),
-            "bias": [None if not np.isfinite(b) else float(b) for b in bias],
-            "truth": t[regular].tolist(),
-            "truth_injected": t_inj[regular].astype(float).tolist(),
-            "unfolded": u[regular].tolist(),
-            "truth_err": np.sqrt(t_var[regular]).tolist(),
-            "unfolded_err": np.sqrt(u_var[regular]).tolist(),
-        }
+        entry, t_var, used, bias = closure_entry(
+            t, u, replicas[name], min_fraction * n_events
+        )
+        entry["truth_injected"] = t_inj[regular].astype(float).tolist()
         if ibu is not None and name in ibu:
             entry["ibu"] = ibu_comparison(ibu[name], t, t_var, used)
         if name in region_observables:

@@ -19,6 +19,7 @@ with the event weights (``bootstrap_replicas(event_weights=...)``).
 """
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +126,42 @@ def _bin_events(truth, draws, edges, n_events, *, what):
             raise ConfigError(msg)
     n_flow = {name: np.asarray(edges[name]).size + 1 for name in truth}
     return truth_bins, draw_bins, n_flow
+
+
+def closure_entry(truth, unfolded, replicas, min_count):
+    """Closure of one (weighted) histogram pair against its bootstrap replicas.
+
+    Args:
+        truth, unfolded: histograms with under- and overflow, shape ``(n_bins + 2,)``.
+        replicas: ``(truth_replicas, unfolded_replicas)``, each ``(n_rep, n_bins + 2)``.
+        min_count: a regular bin is used when its truth holds at least this much.
+
+    Returns:
+        tuple ``(entry, truth_variance, used, bias)``: the JSON entry (chi2/ndf,
+        ndf, p-value, median and max bias, per-bin values of the regular bins), the
+        bootstrap variance of the truth (all bins), the used regular bins and their
+        signed bias (NaN where unused).
+    """
+    truth_rep, unfolded_rep = replicas
+    t_var = np.var(truth_rep, axis=0, ddof=1)
+    u_var = np.var(unfolded_rep, axis=0, ddof=1)
+    chi2_ndf, ndf, p_value = closure_chi2(unfolded, truth, t_var + u_var)
+    regular = slice(1, -1)
+    used = truth[regular] >= max(min_count, np.finfo(float).tiny)
+    bias = _bias(unfolded[regular], truth[regular], used)
+    entry = {
+        "chi2_ndf": chi2_ndf,
+        "ndf": ndf,
+        "p_value": p_value,
+        "bias_median": _median(bias),
+        "bias_max_abs": float(np.nanmax(np.abs(bias))) if np.any(used) else math.nan,
+        "bias": [None if not np.isfinite(b) else float(b) for b in bias],
+        "truth": truth[regular].tolist(),
+        "unfolded": unfolded[regular].tolist(),
+        "truth_err": np.sqrt(t_var[regular]).tolist(),
+        "unfolded_err": np.sqrt(u_var[regular]).tolist(),
+    }
+    return entry, t_var, used, bias
 
 
 def _weighted_histograms(truth_bins, draw_bins, n_flow, weights):
@@ -268,28 +305,11 @@ def prior_closure(
             t, u = _weighted_histograms(
                 truth_bins[name], draw_bins[name], n_flow[name], w
             )
-            truth_rep, unfolded_rep = replicas[name]
-            t_var = np.var(truth_rep, axis=0, ddof=1)
-            u_var = np.var(unfolded_rep, axis=0, ddof=1)
-            chi2_ndf, ndf, p_value = closure_chi2(u, t, t_var + u_var)
+            entry, t_var, used, bias = closure_entry(
+                t, u, replicas[name], min_fraction * total
+            )
+            entry["bias_median_abs"] = _median(np.abs(bias))
             regular = slice(1, -1)
-            used = t[regular] >= max(min_fraction * total, np.finfo(float).tiny)
-            bias = _bias(u[regular], t[regular], used)
-            entry = {
-                "chi2_ndf": chi2_ndf,
-                "ndf": ndf,
-                "p_value": p_value,
-                "bias_median": _median(bias),
-                "bias_median_abs": _median(np.abs(bias)),
-                "bias_max_abs": float(np.nanmax(np.abs(bias)))
-                if np.any(used)
-                else float("nan"),
-                "bias": [None if not np.isfinite(b) else float(b) for b in bias],
-                "truth": t[regular].tolist(),
-                "unfolded": u[regular].tolist(),
-                "truth_err": np.sqrt(t_var[regular]).tolist(),
-                "unfolded_err": np.sqrt(u_var[regular]).tolist(),
-            }
             ibu_result = (ibu or {}).get(label, {}).get(name)
             if ibu_result is not None:
                 entry["ibu"] = ibu_comparison(ibu_result, t, t_var, used)
