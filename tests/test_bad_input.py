@@ -199,6 +199,19 @@ def test_bad_config_value(case, config, out):
     )
 
 
+def test_pair_masses_of_unknown_objects(out):
+    from cinnflow.config import check_pair_masses
+
+    rejected(
+        lambda: check_pair_masses([["q1", "j7"]], ZW),
+        ConfigError,
+        "model.pair_masses entry ['q1', 'j7']",
+        "['j7'] are not parton objects of the process 'zw'",
+        "['q1', 'q2', 'l1', 'l2']",
+        out=out,
+    )
+
+
 def test_missing_process_file(out):
     rejected(
         lambda: load_process("config/processes/zz.yaml"),

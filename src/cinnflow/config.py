@@ -8,7 +8,13 @@ import yaml
 
 from cinnflow.errors import ConfigError
 
-__all__ = ["load_process", "load_yaml", "process_files", "validate_config"]
+__all__ = [
+    "check_pair_masses",
+    "load_process",
+    "load_yaml",
+    "process_files",
+    "validate_config",
+]
 
 
 def load_yaml(path):
@@ -145,3 +151,37 @@ def process_files(path):
     if isinstance(data, dict) and isinstance(data.get("base"), str):
         files.append(str(path.parent / data["base"]))
     return files
+
+
+def check_pair_masses(pairs, process, *, key="model.pair_masses"):
+    """Check before any job runs that every pair names parton objects with pt, eta, phi.
+
+    Args:
+        pairs: the config value, e.g. ``[["q1", "q2"], ["l1", "l2"]]``, or None.
+        process: the loaded process (``load_process``).
+        key: config key for the message.
+
+    Raises:
+        ConfigError: an object that is not a parton object of the process, or a
+            process whose parton fields lack pt, eta or phi.
+    """
+    if not pairs:
+        return
+    parton = process.get("parton", {})
+    names = [str(o.get("name")) for o in parton.get("objects", [])]
+    fields = [str(f) for f in parton.get("fields", [])]
+    missing_fields = [f for f in ("pt", "eta", "phi") if f not in fields]
+    if missing_fields:
+        msg = (
+            f"{key} = {pairs!r} needs parton fields pt, eta and phi; the process "
+            f"{process.get('name')!r} has fields {fields!r}"
+        )
+        raise ConfigError(msg)
+    for pair in pairs:
+        unknown = [str(o) for o in pair if str(o) not in names]
+        if unknown:
+            msg = (
+                f"{key} entry {list(pair)!r}: {unknown!r} are not parton objects of "
+                f"the process {process.get('name')!r}; expected names out of {names!r}"
+            )
+            raise ConfigError(msg)

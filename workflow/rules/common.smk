@@ -1,7 +1,12 @@
 import sys
 
 from cinnflow.closure.injection import check_injection
-from cinnflow.config import load_process, process_files, validate_config
+from cinnflow.config import (
+    check_pair_masses,
+    load_process,
+    process_files,
+    validate_config,
+)
 from cinnflow.errors import ConfigError
 from cinnflow.sampling.ensemble import member_seed
 from cinnflow.training.grid import grid_points, point_config
@@ -19,6 +24,13 @@ try:
     # Hyperparameter grid (ensemble.grid): point name to its settings; empty
     # without a grid, and then the rules and paths are those of a single training.
     GRID_POINTS = grid_points(config)
+    check_pair_masses(config["model"].get("pair_masses"), PROCESS)
+    for _point, _settings in GRID_POINTS.items():
+        check_pair_masses(
+            _settings.get("pair_masses"),
+            PROCESS,
+            key=f"ensemble.grid.pair_masses ({_point})",
+        )
     INJECTION = config["evaluation"].get("injection")
     if INJECTION:
         check_injection(INJECTION)
