@@ -32,6 +32,10 @@ try:
             key=f"ensemble.grid.pair_masses ({_point})",
         )
     INJECTION = config["evaluation"].get("injection")
+    # The injected events go through cinnflow's own detector model, so they are
+    # not mixed into the user's own Delphes files.
+    if config["preparation"].get("inputs"):
+        INJECTION = None
     if INJECTION:
         check_injection(INJECTION)
         INJECTION_PROCESS = load_process(INJECTION["process"])
