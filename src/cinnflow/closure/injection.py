@@ -30,7 +30,6 @@ from cinnflow.closure.metrics import (
     PEAK_TARGETS,
     automatic_edges,
     bootstrap_replicas,
-    wrap_phi,
 )
 from cinnflow.closure.prior import (
     _bias,
@@ -38,6 +37,7 @@ from cinnflow.closure.prior import (
     _median,
     _nested_clean,
     _weighted_histograms,
+    _wrap_angles,
     closure_entry,
     ibu_comparison,
 )
@@ -450,10 +450,7 @@ def run_injection(
     train = _training_observables(train_path, derived, kinds)
     edges, ibu = {}, {}
     for name in truth:
-        if kinds[name] in ("phi", "dphi"):
-            truth[name], draws[name] = wrap_phi(truth[name]), wrap_phi(draws[name])
-            if name in detector:
-                detector[name] = wrap_phi(detector[name])
+        _wrap_angles(name, kinds[name], truth, draws, detector)
         edges[name] = automatic_edges(
             truth[name], kinds[name], name=name, n_bins=int(n_bins), peaks=PEAK_TARGETS
         )

@@ -108,6 +108,15 @@ def prior_weights(values, *, exponent=DEFAULT_EXPONENT, scale=DEFAULT_SCALE):
     return factor / factor.mean()
 
 
+def _wrap_angles(name, kind, truth, draws, detector):
+    """Map an angle observable onto [-pi, pi) in truth, draws and detector level."""
+    if kind not in ("phi", "dphi"):
+        return
+    truth[name], draws[name] = wrap_phi(truth[name]), wrap_phi(draws[name])
+    if name in detector:
+        detector[name] = wrap_phi(detector[name])
+
+
 def _bin_events(truth, draws, edges, n_events, *, what):
     """Bin indices of truth and draws per observable, and the bin counts.
 
@@ -415,10 +424,7 @@ def run_prior(
     edges = {}
     ibu = {"weighted": {}, "unweighted": {}}
     for name in truth:
-        if kinds[name] in ("phi", "dphi"):
-            truth[name], draws[name] = wrap_phi(truth[name]), wrap_phi(draws[name])
-            if name in detector:
-                detector[name] = wrap_phi(detector[name])
+        _wrap_angles(name, kinds[name], truth, draws, detector)
         edges[name] = automatic_edges(
             truth[name], kinds[name], name=name, n_bins=int(n_bins), peaks=PEAK_TARGETS
         )
