@@ -199,6 +199,22 @@ def test_bad_config_value(case, config, out):
     )
 
 
+def test_lhe_file_that_does_not_exist(config, tmp_path, out):
+    # Caught when the workflow is parsed: Snakemake would otherwise run on with the
+    # Pythia chunks of an earlier run and record the LHE file in the provenance.
+    missing = tmp_path / "ttbar.lhe.gz"
+    _set(config, "events.source", "lhe")
+    _set(config, "events.lhe_file", str(missing))
+    rejected(
+        lambda: validate_config(config, SCHEMA, source=TINY),
+        ConfigError,
+        TINY,
+        f"events.lhe_file {str(missing)!r} does not exist",
+        "expected the path of an LHE file",
+        out=out,
+    )
+
+
 def test_pair_masses_of_unknown_objects(out):
     from cinnflow.config import check_pair_masses
 

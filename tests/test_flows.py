@@ -505,3 +505,104 @@ def test_model_with_pair_masses_round_trips_and_keeps_parton_columns():
             0,
             PAIR_NAMES,
         )
+
+
+def test_pt_order_of_a_mass_pair_is_kept_by_support_truncation(tmp_path):
+    from cinnflow.sampling import sample_posterior
+
+    rng = np.random.default_rng(23)
+    x = _pairs_sample(rng, 800)
+    # Quarks pT-ordered as in the prepared data, leptons not.
+    x[:, [0, 3]] = np.sort(x[:, [0, 3]], axis=1)[:, ::-1]
+    c = (x * (1.0 + rng.normal(0.0, 0.05, x.shape))).astype(np.float32)
+    cfg = {**_SMALL, "pair_masses": [["q1", "q2"], ["l1", "l2"]]}
+    del cfg["seed"]
+    model = ConditionalINN.from_config(
+        cfg, ["pt", "eta", "phi"] * 4, ["pt", "eta", "phi"] * 4, 0, PAIR_NAMES
+    )
+    model.adapt(x, c)
+    assert model.support_order == ((0, 3),)
+    plain = model.sample(c[:40], 25, seed=3)
+    out_of_order = np.mean(plain[..., 3] > plain[..., 0])
+    assert out_of_order > 0.05  # nothing in the flow's coordinates keeps the order
+    draws, stats = sample_posterior(
+        model,
+        c[:40],
+        n_draws=25,
+        batch_size=16,
+        seed=3,
+        support_margin=5.0,
+        return_stats=True,
+    )
+    assert np.all(draws[..., 0] >= draws[..., 3])
+    assert stats["rejected_fraction"] >= out_of_order
+    assert stats["clipped_fraction"] == 0.0
+    # The lepton pair was not ordered in the training data: no constraint there.
+    assert np.mean(draws[..., 9] > draws[..., 6]) > 0.05
+    model.save(tmp_path / "model")
+    assert ConditionalINN.load(tmp_path / "model").support_order == ((0, 3),)
+
+
+W_LINE = (80.385, 2.085)
+
+
+def test_breit_wigner_line_maps_its_masses_onto_a_unit_normal():
+    from scipy import stats
+
+    from cinnflow.flows.preprocessing import line_to_mass, mass_to_line
+
+    m = stats.cauchy(W_LINE[0], 0.5 * W_LINE[1]).rvs(50_000, random_state=3)
+    m = m[m > 0]  # the line is truncated to positive masses
+    u = mass_to_line(tf.constant(m), *W_LINE).numpy()
+    assert np.all(np.isfinite(u))
+    assert stats.kstest(u, "norm").pvalue > 0.01
+    # u is the probit of the Cauchy cumulative distribution truncated to m > 0.
+    line = stats.cauchy(W_LINE[0], 0.5 * W_LINE[1])
+    cdf = (line.cdf(m[:2000]) - line.cdf(0.0)) / line.sf(0.0)
+    np.testing.assert_allclose(u[:2000], stats.norm.ppf(cdf), rtol=1e-7, atol=1e-7)
+    back = line_to_mass(tf.constant(u), *W_LINE).numpy()
+    np.testing.assert_allclose(back, m, rtol=1e-9)
+    # The tails stay on the positive mass axis and keep their order.
+    tails = line_to_mass(tf.constant([-8.0, -3.0, 0.0, 3.0, 8.0], tf.float64), *W_LINE)
+    assert np.all(np.diff(tails.numpy()) > 0) and tails.numpy()[0] >= 0.0
+
+
+def test_column_transform_with_a_line_has_the_exact_log_det():
+    bijector = ColumnTransform(["pt", "mass", "phi", "mass"], lines={1: W_LINE})
+    assert bijector.lines == {1: W_LINE}
+    z = np.random.default_rng(31).normal(size=(N_POINTS, 4)).astype(np.float32)
+    _check_bijector(bijector, z, {}, rtol=1e-4, atol=1e-4)
+    x = bijector.forward(z).numpy()
+    np.testing.assert_allclose(x[:, 3], np.exp(z[:, 3]), rtol=1e-5)  # plain log
+    assert np.all(np.abs(x[:, 1] - W_LINE[0]) < 20.0)  # |u| < 3.5 stays near the line
+    with pytest.raises(ConfigError, match="expected a mass column"):
+        ColumnTransform(["pt", "mass"], lines={0: W_LINE})
+    with pytest.raises(ConfigError, match="expected both > 0"):
+        ColumnTransform(["pt", "mass"], lines={1: (80.0, 0.0)})
+
+
+def test_model_with_pair_mass_lines_round_trips_and_checks_the_count():
+    rng = np.random.default_rng(24)
+    x = _pairs_sample(rng, 600)
+    c = (x * (1.0 + rng.normal(0.0, 0.05, x.shape))).astype(np.float32)
+    cfg = {
+        **_SMALL,
+        "pair_masses": [["q1", "q2"], ["l1", "l2"]],
+        "pair_mass_lines": [list(W_LINE), [91.188, 2.495]],
+    }
+    del cfg["seed"]
+    kinds = ["pt", "eta", "phi"] * 4
+    model = ConditionalINN.from_config(cfg, kinds, kinds, 0, PAIR_NAMES)
+    assert model.column_transform.lines == {3: W_LINE, 9: (91.188, 2.495)}
+    model.adapt(x, c)
+    _perturb(model.trainable_variables, seed=5, scale=0.2)
+    features = model._features(c[:N_POINTS])
+    kwargs = model.bijector_kwargs(
+        features, model.condition_encoder(features), model._reference(c[:N_POINTS])
+    )
+    z = np.random.default_rng(10).normal(size=(N_POINTS, 12)).astype(np.float32)
+    _check_bijector(model.bijector, z, kwargs, rtol=2e-3, atol=2e-3)
+    with pytest.raises(ConfigError, match="one \\(mass, width\\) in GeV per mass pair"):
+        ConditionalINN.from_config(
+            {**cfg, "pair_mass_lines": [list(W_LINE)]}, kinds, kinds, 0, PAIR_NAMES
+        )

@@ -76,6 +76,15 @@ def validate_config(config, schema_path, *, source="config"):
             f"{events.get('lhe_file')!r}; expected the path of an LHE file"
         )
         raise ConfigError(msg)
+    # Checked here, before any job: Snakemake would otherwise keep chunks that an
+    # earlier (Pythia) run left behind and run on with them.
+    if events["source"] == "lhe" and not Path(events["lhe_file"]).is_file():
+        msg = (
+            f"{source}: events.lhe_file {events['lhe_file']!r} does not exist "
+            f"(relative paths start at {Path.cwd()}); expected the path of an LHE "
+            "file (plain or gzip)"
+        )
+        raise ConfigError(msg)
     fractions = config["preparation"]["split"]
     total = sum(fractions.values())
     if abs(total - 1.0) > 1e-6:
@@ -153,18 +162,27 @@ def process_files(path):
     return files
 
 
-def check_pair_masses(pairs, process, *, key="model.pair_masses"):
+def check_pair_masses(pairs, process, *, key="model.pair_masses", lines=None):
     """Check before any job runs that every pair names parton objects with pt, eta, phi.
 
     Args:
         pairs: the config value, e.g. ``[["q1", "q2"], ["l1", "l2"]]``, or None.
         process: the loaded process (``load_process``).
         key: config key for the message.
+        lines: the ``pair_mass_lines`` value: None or one [mass, width] per pair.
 
     Raises:
-        ConfigError: an object that is not a parton object of the process, or a
-            process whose parton fields lack pt, eta or phi.
+        ConfigError: an object that is not a parton object of the process, a
+            process whose parton fields lack pt, eta or phi, or lines that do not
+            match the pairs one to one.
     """
+    if lines is not None and len(lines) != len(pairs or []):
+        msg = (
+            f"{key.replace('pair_masses', 'pair_mass_lines')} = {lines!r} has "
+            f"{len(lines)} lines for the pairs {pairs!r}; expected one "
+            "[mass, width] in GeV per pair"
+        )
+        raise ConfigError(msg)
     if not pairs:
         return
     parton = process.get("parton", {})

@@ -16,20 +16,19 @@ try:
         config, "workflow/schemas/config.schema.yaml", source="the configuration"
     )
     PROCESS = load_process(config["process"])
-    if config["events"]["source"] == "lhe" and not config["events"].get("lhe_file"):
-        raise ConfigError(
-            "events.source is 'lhe' but events.lhe_file is "
-            f"{config['events'].get('lhe_file')!r}; expected the path of an LHE file"
-        )
     # Hyperparameter grid (ensemble.grid): point name to its settings; empty
     # without a grid, and then the rules and paths are those of a single training.
     GRID_POINTS = grid_points(config)
-    check_pair_masses(config["model"].get("pair_masses"), PROCESS)
+    _model = config["model"]
+    check_pair_masses(
+        _model.get("pair_masses"), PROCESS, lines=_model.get("pair_mass_lines")
+    )
     for _point, _settings in GRID_POINTS.items():
         check_pair_masses(
-            _settings.get("pair_masses"),
+            _settings.get("pair_masses", _model.get("pair_masses")),
             PROCESS,
             key=f"ensemble.grid.pair_masses ({_point})",
+            lines=_settings.get("pair_mass_lines", _model.get("pair_mass_lines")),
         )
     INJECTION = config["evaluation"].get("injection")
     # The injected events go through cinnflow's own detector model, so they are

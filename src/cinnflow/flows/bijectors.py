@@ -164,12 +164,18 @@ class ConditionalAffineCoupling(tfb.Bijector):
         bias = tf.concat([first_1.bias, first_2.bias], axis=0)
         return tf.linalg.matmul(conditional_input, kernel) + bias
 
-    def _subnet(self, subnet, n_in, inputs, projected):
+    def _fused(self, condition_repeats):
+        # The projection saves work only when a condition row serves several rows
+        # (posterior draws); one row per condition (training, log_prob) runs the
+        # subnets on concat([inputs, e]), measured faster there (benchmarks/).
+        return self._fuse and condition_repeats is not None
+
+    def _subnet(self, subnet, n_in, inputs, projected, fused):
         """Subnet output from its inputs and its part of the condition projection.
 
         Unfused, ``projected`` is the condition embedding itself.
         """
-        if not self._fuse:
+        if not fused:
             raw = subnet(tf.concat([inputs, projected], axis=-1))
             raw_s, t = tf.split(raw, 2, axis=-1)
             return soft_clamp(raw_s, self._clamp), t
@@ -183,7 +189,7 @@ class ConditionalAffineCoupling(tfb.Bijector):
         return soft_clamp(raw_s, self._clamp), t
 
     def _projections(self, conditional_input, condition_repeats):
-        if not self._fuse:
+        if not self._fused(condition_repeats):
             if condition_repeats is not None:
                 conditional_input = tf.repeat(
                     conditional_input, condition_repeats, axis=0
@@ -197,20 +203,22 @@ class ConditionalAffineCoupling(tfb.Bijector):
 
     def _forward_and_log_det(self, z, conditional_input, condition_repeats=None):
         p1, p2 = self._projections(conditional_input, condition_repeats)
+        fused = self._fused(condition_repeats)
         z1, z2 = z[..., : self._d1], z[..., self._d1 :]
-        s1, t1 = self._subnet(self.subnet_1, self._d2, z2, p1)
+        s1, t1 = self._subnet(self.subnet_1, self._d2, z2, p1, fused)
         x1 = z1 * tf.exp(s1) + t1
-        s2, t2 = self._subnet(self.subnet_2, self._d1, x1, p2)
+        s2, t2 = self._subnet(self.subnet_2, self._d1, x1, p2, fused)
         x2 = z2 * tf.exp(s2) + t2
         fldj = tf.reduce_sum(s1, axis=-1) + tf.reduce_sum(s2, axis=-1)
         return tf.concat([x1, x2], axis=-1), fldj
 
     def _inverse_and_log_det(self, x, conditional_input, condition_repeats=None):
         p1, p2 = self._projections(conditional_input, condition_repeats)
+        fused = self._fused(condition_repeats)
         x1, x2 = x[..., : self._d1], x[..., self._d1 :]
-        s2, t2 = self._subnet(self.subnet_2, self._d1, x1, p2)
+        s2, t2 = self._subnet(self.subnet_2, self._d1, x1, p2, fused)
         z2 = (x2 - t2) * tf.exp(-s2)
-        s1, t1 = self._subnet(self.subnet_1, self._d2, z2, p1)
+        s1, t1 = self._subnet(self.subnet_1, self._d2, z2, p1, fused)
         z1 = (x1 - t1) * tf.exp(-s1)
         ildj = -tf.reduce_sum(s1, axis=-1) - tf.reduce_sum(s2, axis=-1)
         return tf.concat([z1, z2], axis=-1), ildj

@@ -66,9 +66,15 @@ MODEL_CONFIG_KEYS = (
     "condition_regression",
     "phi_reference",
     "pair_masses",
+    "pair_mass_lines",
 )
 # Keys of MODEL_CONFIG_KEYS that may be left out (they default to False/True/none).
-_OPTIONAL_KEYS = ("condition_regression", "phi_reference", "pair_masses")
+_OPTIONAL_KEYS = (
+    "condition_regression",
+    "phi_reference",
+    "pair_masses",
+    "pair_mass_lines",
+)
 _CONFIG_FILE = "config.json"
 _WEIGHTS_PREFIX = "weights"
 _FORMAT_VERSION = 1
@@ -96,6 +102,7 @@ class ConditionalINN(tf.Module):
         condition_regression=True,
         phi_reference=False,
         mass_pairs=(),
+        mass_lines=None,
         fuse_condition=True,
         jit_compile=True,
     ):
@@ -125,6 +132,10 @@ class ConditionalINN(tf.Module):
                 models each pair's invariant mass in place of pt2 (``PairMass``), so
                 that a narrow resonance is one narrow coordinate. ``log_prob`` and
                 ``sample`` stay in the parton columns.
+            mass_lines: None, or one ``(mass, width)`` in GeV per entry of
+                ``mass_pairs``: the flow sees that pair's mass through the
+                Breit-Wigner line's cumulative distribution and a probit (see
+                ``ColumnTransform``), so the line is a unit Gaussian coordinate.
             fuse_condition: couplings compute the condition part of their
                 subnets in one matmul, once per event when sampling (see
                 ``ConditionalAffineCoupling``); a speed option, same weights.
@@ -152,6 +163,9 @@ class ConditionalINN(tf.Module):
             "condition_regression": bool(condition_regression),
             "phi_reference": bool(phi_reference),
             "mass_pairs": [[int(i) for i in p] for p in mass_pairs],
+            "mass_lines": None
+            if mass_lines is None
+            else [[float(v) for v in line] for line in mass_lines],
             "fuse_condition": bool(fuse_condition),
             "jit_compile": bool(jit_compile),
         }
@@ -175,6 +189,9 @@ class ConditionalINN(tf.Module):
         # Range of the preprocessed training columns (numpy, saved in config.json;
         # None for models saved before it existed).
         self.support_min = self.support_max = None
+        # (leading, trailing) pt columns of the pair_masses pairs that are ordered
+        # in every training event; support truncation keeps that order.
+        self.support_order = ()
 
         rng = np.random.default_rng(seed)
         # Weight-initialisation seeds, one per MLP, drawn before the permutations.
@@ -250,8 +267,23 @@ class ConditionalINN(tf.Module):
                     raise ConfigError(msg)
             for slot in self.pair_mass.mass_slots:
                 self.flow_kinds[slot] = "mass"
+        lines = self.init_args["mass_lines"]
+        if lines is not None and (
+            len(lines) != len(self.init_args["mass_pairs"])
+            or any(len(line) != 2 for line in lines)
+        ):
+            msg = (
+                f"mass lines {lines!r}: expected one (mass, width) in GeV per mass "
+                f"pair ({len(self.init_args['mass_pairs'])} pairs)"
+            )
+            raise ConfigError(msg)
         self.column_transform = ColumnTransform(
-            self.flow_kinds, phi_reference=phi_reference, name="columns_00"
+            self.flow_kinds,
+            phi_reference=phi_reference,
+            lines=None
+            if lines is None
+            else dict(zip(self.pair_mass.mass_slots, lines, strict=True)),
+            name="columns_00",
         )
         flow.append(self.column_transform)
         # Bijectors after the coupling part: applied last when sampling.
@@ -317,6 +349,7 @@ class ConditionalINN(tf.Module):
         cfg["mass_pairs"] = _mass_pair_columns(
             cfg.pop("pair_masses", None), parton_names
         )
+        cfg["mass_lines"] = cfg.pop("pair_mass_lines", None)
         return cls(
             [str(k) for k in parton_kinds],
             [str(k) for k in detector_kinds],
@@ -366,6 +399,7 @@ class ConditionalINN(tf.Module):
         mean, std = y.mean(axis=0), np.maximum(y.std(axis=0), STD_FLOOR)
         # Training support in preprocessed units (log pt, eta, ...), see support().
         self.support_min, self.support_max = y.min(axis=0), y.max(axis=0)
+        self.support_order = self._ordered_pairs(x_parton)
         u = (y - mean) / std
         raw = condition_features(c_detector, self.detector_kinds).numpy()
         raw = raw.astype(np.float64)
@@ -524,6 +558,22 @@ class ConditionalINN(tf.Module):
         high = tf.constant(self.support_max, tf.float32) + std
         return low, high
 
+    def _ordered_pairs(self, x_parton):
+        """pt columns (i, j) of the mass pairs with x_i >= x_j in every event.
+
+        With pair masses the flow does not model the second pt, so nothing in the
+        coordinates keeps a pT-ordered pair ordered: a draw can have pt2 > pt1,
+        which the training data (q1 is the leading quark) never has.
+        """
+        if self.pair_mass is None:
+            return ()
+        order = []
+        for pair in self.pair_mass.pairs:
+            lead, trail = pair[0], pair[3]
+            if np.all(x_parton[:, lead] >= x_parton[:, trail]):
+                order.append((lead, trail))
+        return tuple(order)
+
     def support(self, margin):
         """Box around the training data in physics units, for truncated sampling.
 
@@ -659,6 +709,7 @@ class ConditionalINN(tf.Module):
             config["support"] = {
                 "min": self.support_min.tolist(),
                 "max": self.support_max.tolist(),
+                "order": [list(p) for p in self.support_order],
             }
         with atomic_path(directory) as tmp:
             tmp.mkdir(parents=True)
@@ -739,6 +790,8 @@ class ConditionalINN(tf.Module):
         if "support" in config:
             model.support_min = np.asarray(config["support"]["min"], np.float64)
             model.support_max = np.asarray(config["support"]["max"], np.float64)
+            order = config["support"].get("order", [])
+            model.support_order = tuple((int(i), int(j)) for i, j in order)
         logger.info("loaded ConditionalINN from %s", directory)
         return model
 

@@ -86,8 +86,9 @@ def sample_posterior(
     if support_margin is not None and support is None:
         logger.warning("model has no recorded training support; draws not truncated")
     if support is not None:
+        order = getattr(model, "support_order", ())
         stats = _truncate(
-            model, c_detector, draws, support, rng, batch_size, max_redraws
+            model, c_detector, draws, (*support, order), rng, batch_size, max_redraws
         )
     n_bad = int(np.sum(~np.isfinite(draws).all(axis=(1, 2))))
     if n_bad:
@@ -101,18 +102,25 @@ def sample_posterior(
     return (draws, stats) if return_stats else draws
 
 
-def _outside(x, low, high):
-    """Rows of ``x`` (..., d) that are non-finite or outside [low, high]."""
+def _outside(x, low, high, order=()):
+    """Rows of ``x`` (..., d) non-finite, outside [low, high] or out of ``order``.
+
+    ``order`` holds column pairs (i, j) with x_i >= x_j on the support (the pt of
+    a pT-ordered pair, ``ConditionalINN.support_order``).
+    """
     with np.errstate(invalid="ignore"):
-        inside = np.isfinite(x) & (x >= low) & (x <= high)
-    return ~inside.all(axis=-1)
+        inside = (np.isfinite(x) & (x >= low) & (x <= high)).all(axis=-1)
+        for i, j in order:
+            inside &= x[..., i] >= x[..., j]
+    return ~inside
 
 
 def _truncate(model, c_detector, draws, support, rng, batch_size, max_redraws):
     """Re-draw, in place, the draws outside ``support``; returns the stats dict."""
-    low, high = (np.asarray(b, np.float64) for b in support)
+    low, high = (np.asarray(b, np.float64) for b in support[:2])
+    order = support[2]
     n_events, n_draws, dim = draws.shape
-    bad = np.flatnonzero(_outside(draws, low, high).ravel())
+    bad = np.flatnonzero(_outside(draws, low, high, order).ravel())
     total = n_events * n_draws
     stats = {"rejected_fraction": bad.size / total, "redraw_rounds": 0}
     rows = draws.reshape(total, dim)
@@ -127,12 +135,14 @@ def _truncate(model, c_detector, draws, support, rng, batch_size, max_redraws):
             c = c_detector[idx // n_draws]
             new[i : i + chunk] = model.forward_latent(z[i : i + chunk], c).numpy()[:, 0]
         rows[bad] = new
-        bad = bad[_outside(new, low, high)]
+        bad = bad[_outside(new, low, high, order)]
     stats["redraw_rounds"] = rounds
     stats["clipped_fraction"] = bad.size / total
     if bad.size:
         with np.errstate(invalid="ignore"):
             clipped = np.clip(np.nan_to_num(rows[bad], nan=0.0), low, high)
+        for i, j in order:
+            clipped[:, j] = np.minimum(clipped[:, j], clipped[:, i])
         rows[bad] = clipped.astype(np.float32)
     logger.info(
         "support truncation: %.2e of the draws rejected and re-drawn (%d rounds), "

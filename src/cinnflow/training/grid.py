@@ -52,6 +52,7 @@ GRID_KEYS = {
         "condition_regression",
         "phi_reference",
         "pair_masses",
+        "pair_mass_lines",
     ),
     "training": (
         "batch_size",
