@@ -25,6 +25,7 @@ References:
 import difflib
 import json
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,7 @@ MODEL_CONFIG_KEYS = (
     "phi_reference",
     "pair_masses",
     "pair_mass_lines",
+    "pair_masses_ordered",
 )
 # Keys of MODEL_CONFIG_KEYS that may be left out (they default to False/True/none).
 _OPTIONAL_KEYS = (
@@ -74,6 +76,7 @@ _OPTIONAL_KEYS = (
     "phi_reference",
     "pair_masses",
     "pair_mass_lines",
+    "pair_masses_ordered",
 )
 _CONFIG_FILE = "config.json"
 _WEIGHTS_PREFIX = "weights"
@@ -103,6 +106,7 @@ class ConditionalINN(tf.Module):
         phi_reference=False,
         mass_pairs=(),
         mass_lines=None,
+        mass_pairs_ordered=None,
         fuse_condition=True,
         jit_compile=True,
     ):
@@ -136,6 +140,10 @@ class ConditionalINN(tf.Module):
                 ``mass_pairs``: the flow sees that pair's mass through the
                 Breit-Wigner line's cumulative distribution and a probit (see
                 ``ColumnTransform``), so the line is a unit Gaussian coordinate.
+            mass_pairs_ordered: None, or one flag per entry of ``mass_pairs``:
+                that pair is pT-ordered (pt1 > pt2 in every event) and the flow
+                models ``log(pt1 / pt2 - 1)`` in place of pt1, so every draw is
+                ordered too (``PairMass(ordered=...)``).
             fuse_condition: couplings compute the condition part of their
                 subnets in one matmul, once per event when sampling (see
                 ``ConditionalAffineCoupling``); a speed option, same weights.
@@ -166,6 +174,9 @@ class ConditionalINN(tf.Module):
             "mass_lines": None
             if mass_lines is None
             else [[float(v) for v in line] for line in mass_lines],
+            "mass_pairs_ordered": [bool(o) for o in mass_pairs_ordered]
+            if mass_pairs_ordered is not None
+            else [False] * len(mass_pairs),
             "fuse_condition": bool(fuse_condition),
             "jit_compile": bool(jit_compile),
         }
@@ -192,6 +203,9 @@ class ConditionalINN(tf.Module):
         # (leading, trailing) pt columns of the pair_masses pairs that are ordered
         # in every training event; support truncation keeps that order.
         self.support_order = ()
+        # log pt (min, max, std) of the pair columns the flow does not model as pt
+        # (column index -> triple), their support box; empty without pairs.
+        self.pair_pt_box = {}
 
         rng = np.random.default_rng(seed)
         # Weight-initialisation seeds, one per MLP, drawn before the permutations.
@@ -256,7 +270,11 @@ class ConditionalINN(tf.Module):
         # Kinds of the columns the flow models: a pair's mass replaces its pt2.
         self.flow_kinds = list(self.parton_kinds)
         if self.init_args["mass_pairs"]:
-            self.pair_mass = PairMass(self.init_args["mass_pairs"], name="pair_mass_00")
+            self.pair_mass = PairMass(
+                self.init_args["mass_pairs"],
+                ordered=self.init_args["mass_pairs_ordered"],
+                name="pair_mass_00",
+            )
             for pair in self.init_args["mass_pairs"]:
                 kinds = [self.parton_kinds[i] for i in pair]
                 if kinds != ["pt", "eta", "phi"] * 2:
@@ -267,6 +285,11 @@ class ConditionalINN(tf.Module):
                     raise ConfigError(msg)
             for slot in self.pair_mass.mass_slots:
                 self.flow_kinds[slot] = "mass"
+            for slot, ordered in zip(
+                self.pair_mass.lead_slots, self.pair_mass.ordered, strict=True
+            ):
+                if ordered:
+                    self.flow_kinds[slot] = "other"
         lines = self.init_args["mass_lines"]
         if lines is not None and (
             len(lines) != len(self.init_args["mass_pairs"])
@@ -346,6 +369,9 @@ class ConditionalINN(tf.Module):
         if missing:
             msg = f"model config lacks keys {missing!r}; required {MODEL_CONFIG_KEYS}"
             raise ConfigError(msg)
+        cfg["mass_pairs_ordered"] = _ordered_flags(
+            cfg.get("pair_masses"), cfg.pop("pair_masses_ordered", None)
+        )
         cfg["mass_pairs"] = _mass_pair_columns(
             cfg.pop("pair_masses", None), parton_names
         )
@@ -384,6 +410,20 @@ class ConditionalINN(tf.Module):
             raise CinnflowError(msg)
         x_flow = x_parton
         if self.pair_mass is not None:
+            for lead, trail, ordered in zip(
+                self.pair_mass.lead_slots,
+                self.pair_mass.mass_slots,
+                self.pair_mass.ordered,
+                strict=True,
+            ):
+                n_bad = int(np.sum(x_parton[:, lead] <= x_parton[:, trail]))
+                if ordered and n_bad:
+                    msg = (
+                        f"pair_masses_ordered needs parton column {lead} > column "
+                        f"{trail} (pt1 > pt2) in every event; {n_bad} of "
+                        f"{len(x_parton)} events are not ordered"
+                    )
+                    raise CinnflowError(msg)
             x_flow = self.pair_mass.inverse(x_parton).numpy()
             masses = x_flow[:, list(self.pair_mass.mass_slots)]
             if not np.all(np.isfinite(masses) & (masses > 0)):
@@ -400,6 +440,22 @@ class ConditionalINN(tf.Module):
         # Training support in preprocessed units (log pt, eta, ...), see support().
         self.support_min, self.support_max = y.min(axis=0), y.max(axis=0)
         self.support_order = self._ordered_pairs(x_parton)
+        self.pair_pt_box = {}
+        if self.pair_mass is not None:
+            slots = list(self.pair_mass.mass_slots) + [
+                lead
+                for lead, ordered in zip(
+                    self.pair_mass.lead_slots, self.pair_mass.ordered, strict=True
+                )
+                if ordered
+            ]
+            for slot in sorted(slots):
+                log_pt = np.log(x_parton[:, slot].astype(np.float64))
+                self.pair_pt_box[slot] = (
+                    float(log_pt.min()),
+                    float(log_pt.max()),
+                    float(log_pt.std()),
+                )
         u = (y - mean) / std
         raw = condition_features(c_detector, self.detector_kinds).numpy()
         raw = raw.astype(np.float64)
@@ -604,10 +660,15 @@ class ConditionalINN(tf.Module):
         )
         phi = np.array([k == "phi" for k in self.parton_kinds])
         low[phi], high[phi] = -np.inf, np.inf
-        # A pair's pt2 follows from its mass and angles: no box of its own.
+        # A pair's pt2 (and pt1 when ordered) follows from its mass, angles (and
+        # rho): boxed by the log-pt range of the training data (unbounded for
+        # models saved before that range was recorded).
         if self.pair_mass is not None:
             slots = list(self.pair_mass.mass_slots)
             low[slots], high[slots] = -np.inf, np.inf
+            for slot, (lo, hi, std) in self.pair_pt_box.items():
+                low[slot] = math.exp(lo - margin * std)
+                high[slot] = math.exp(hi + margin * std)
         return low, high
 
     def sample(self, c_detector, n_draws, seed):
@@ -710,6 +771,7 @@ class ConditionalINN(tf.Module):
                 "min": self.support_min.tolist(),
                 "max": self.support_max.tolist(),
                 "order": [list(p) for p in self.support_order],
+                "pair_pt_box": {str(k): list(v) for k, v in self.pair_pt_box.items()},
             }
         with atomic_path(directory) as tmp:
             tmp.mkdir(parents=True)
@@ -792,8 +854,24 @@ class ConditionalINN(tf.Module):
             model.support_max = np.asarray(config["support"]["max"], np.float64)
             order = config["support"].get("order", [])
             model.support_order = tuple((int(i), int(j)) for i, j in order)
+            box = config["support"].get("pair_pt_box", {})
+            model.pair_pt_box = {int(k): tuple(v) for k, v in box.items()}
         logger.info("loaded ConditionalINN from %s", directory)
         return model
+
+
+def _ordered_flags(pairs, ordered):
+    """One flag per ``pair_masses`` entry from the ``pair_masses_ordered`` pairs."""
+    pairs = [list(map(str, p)) for p in pairs or []]
+    ordered = [list(map(str, p)) for p in ordered or []]
+    unknown = [p for p in ordered if p not in pairs]
+    if unknown:
+        msg = (
+            f"model.pair_masses_ordered entries {unknown!r} are not in "
+            f"model.pair_masses {pairs!r}; expected a subset of those pairs"
+        )
+        raise ConfigError(msg)
+    return [p in ordered for p in pairs]
 
 
 def _mass_pair_columns(pairs, parton_names):

@@ -32,6 +32,7 @@ parton phi on detector phi is possible; ``eta`` and ``other`` pass through.
 
 import logging
 import math
+import statistics
 
 import numpy as np
 import tensorflow as tf
@@ -143,7 +144,7 @@ def _line_constants(mass, width):
 def line_to_mass(u, mass, width):
     """Mass (GeV) of probit coordinate ``u`` on a Breit-Wigner line (float64)."""
     half, edge, norm = _line_constants(mass, width)
-    peak = float(_ndtri(-edge / norm))
+    peak = statistics.NormalDist().inv_cdf(-edge / norm)
     # Below the peak through F, above it through 1 - F (no cancellation near 1).
     low = tf.minimum(u, peak)
     high = tf.maximum(u, peak)
@@ -408,9 +409,15 @@ class PairMass(tfb.Bijector):
     The flow then models the mass of a resonance decay (the W in m_qq, the Z in
     m_ll) as one coordinate, so its narrow line is a narrow peak of one column
     instead of a thin curved ridge in six.
+
+    ``ordered`` (one flag per pair) is for pT-ordered pairs (pt1 > pt2, as q1 and
+    q2 of the prepared data): the ``pt1`` slot of such a pair then holds
+    ``rho = log(pt1 / pt2 - 1)``, so every real rho gives an ordered pair:
+    ``r = 1 + exp(rho)``, ``pt2 = m / sqrt(2 A r)``, ``pt1 = r pt2``, and
+    ``log |det| = log m - log(2 A) - softplus(-rho)``.
     """
 
-    def __init__(self, pairs, *, name="pair_mass_00"):
+    def __init__(self, pairs, *, ordered=False, name="pair_mass_00"):
         """Build the bijector.
 
         Args:
@@ -425,6 +432,12 @@ class PairMass(tfb.Bijector):
         """
         parameters = dict(locals())
         self._pairs = tuple(tuple(int(i) for i in p) for p in pairs)
+        if isinstance(ordered, bool):
+            ordered = [ordered] * len(self._pairs)
+        self._ordered = tuple(bool(o) for o in ordered)
+        if len(self._ordered) != len(self._pairs):
+            msg = f"ordered {ordered!r}: expected one flag per pair {self._pairs!r}"
+            raise ConfigError(msg)
         slots = [p[3] for p in self._pairs]
         used = [i for p in self._pairs for j, i in enumerate(p) if j != 3]
         if any(len(set(p)) != 6 for p in self._pairs) or len(set(slots)) != len(slots):
@@ -449,49 +462,88 @@ class PairMass(tfb.Bijector):
         return self._pairs
 
     @property
+    def ordered(self):
+        """Per pair: whether its pt1 slot holds rho = log(pt1 / pt2 - 1)."""
+        return self._ordered
+
+    @property
+    def lead_slots(self):
+        """Column indices of pt1 (rho on the forward input for ordered pairs)."""
+        return tuple(p[0] for p in self._pairs)
+
+    @property
     def mass_slots(self):
         """Column indices that hold a mass on the forward input (pt2 in physics)."""
         return tuple(p[3] for p in self._pairs)
 
-    def _scatter(self, x, values):
-        """Replace the mass slots of ``x`` by ``values`` (list, one per pair)."""
+    def _scatter(self, x, slots, values):
+        """Replace the columns ``slots`` of ``x`` by ``values`` (one per slot)."""
         # The width may be unknown while a tf.function traces: a dynamic range.
         columns = tf.range(tf.shape(x)[-1])
         out = x
-        for slot, value in zip(self.mass_slots, values, strict=True):
+        for slot, value in zip(slots, values, strict=True):
             out = tf.where(tf.equal(columns, slot), value[..., None], out)
         return out
 
     def _pair_terms(self, x, pair):
-        pt1, eta1, phi1, slot, eta2, phi2 = (x[..., i] for i in pair)
-        return pt1, _pair_separation(eta1, phi1, eta2, phi2), slot
+        first, eta1, phi1, second, eta2, phi2 = (x[..., i] for i in pair)
+        return first, _pair_separation(eta1, phi1, eta2, phi2), second
 
     def _forward(self, x):
-        values = []
-        for pair in self._pairs:
-            pt1, sep, m = self._pair_terms(x, pair)
-            values.append(tf.square(m) / (2.0 * pt1 * sep))
-        return self._scatter(x, values)
+        slots, values = [], []
+        for pair, ordered in zip(self._pairs, self._ordered, strict=True):
+            first, sep, m = self._pair_terms(x, pair)
+            if ordered:
+                ratio = 1.0 + tf.exp(first)
+                pt2 = m / tf.sqrt(2.0 * sep * ratio)
+                slots += [pair[0], pair[3]]
+                values += [ratio * pt2, pt2]
+            else:
+                slots.append(pair[3])
+                values.append(tf.square(m) / (2.0 * first * sep))
+        return self._scatter(x, slots, values)
 
     def _inverse(self, y):
-        values = []
-        for pair in self._pairs:
+        slots, values = [], []
+        for pair, ordered in zip(self._pairs, self._ordered, strict=True):
             pt1, sep, pt2 = self._pair_terms(y, pair)
-            values.append(tf.sqrt(2.0 * pt1 * pt2 * sep))
-        return self._scatter(y, values)
+            mass = tf.sqrt(2.0 * pt1 * pt2 * sep)
+            if ordered:
+                slots += [pair[0], pair[3]]
+                values += [tf.math.log(pt1 - pt2) - tf.math.log(pt2), mass]
+            else:
+                slots.append(pair[3])
+                values.append(mass)
+        return self._scatter(y, slots, values)
 
     def _forward_log_det_jacobian(self, x):
-        # log(2 pt2 / m) = log m - log(pt1 A), summed over the pairs.
         terms = []
-        for pair in self._pairs:
-            pt1, sep, m = self._pair_terms(x, pair)
-            terms.append(tf.math.log(m) - tf.math.log(pt1 * sep))
+        for pair, ordered in zip(self._pairs, self._ordered, strict=True):
+            first, sep, m = self._pair_terms(x, pair)
+            if ordered:
+                # log m - log(2 A) - softplus(-rho)
+                terms.append(
+                    tf.math.log(m) - tf.math.log(2.0 * sep) - tf.math.softplus(-first)
+                )
+            else:
+                # log(2 pt2 / m) = log m - log(pt1 A), summed over the pairs.
+                terms.append(tf.math.log(m) - tf.math.log(first * sep))
         return tf.add_n(terms)
 
     def _inverse_log_det_jacobian(self, y):
         terms = []
-        for pair in self._pairs:
+        for pair, ordered in zip(self._pairs, self._ordered, strict=True):
             pt1, sep, pt2 = self._pair_terms(y, pair)
-            # log(m / (2 pt2)) with m = sqrt(2 pt1 pt2 A).
-            terms.append(0.5 * tf.math.log(pt1 * sep / (2.0 * pt2)))
+            if ordered:
+                # -(log m - log(2 A) - softplus(-rho)), m = sqrt(2 pt1 pt2 A) and
+                # softplus(-rho) = log(pt1 / (pt1 - pt2)).
+                terms.append(
+                    -0.5 * tf.math.log(2.0 * pt1 * pt2 * sep)
+                    + tf.math.log(2.0 * sep)
+                    + tf.math.log(pt1)
+                    - tf.math.log(pt1 - pt2)
+                )
+            else:
+                # log(m / (2 pt2)) with m = sqrt(2 pt1 pt2 A).
+                terms.append(0.5 * tf.math.log(pt1 * sep / (2.0 * pt2)))
         return tf.add_n(terms)

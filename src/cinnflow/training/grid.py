@@ -53,6 +53,7 @@ GRID_KEYS = {
         "phi_reference",
         "pair_masses",
         "pair_mass_lines",
+        "pair_masses_ordered",
     ),
     "training": (
         "batch_size",
