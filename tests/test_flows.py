@@ -461,25 +461,31 @@ def test_pair_mass_swaps_pt2_for_the_invariant_mass_with_exact_log_det():
         PairMass([[0, 1, 2, 3, 4, 5], [3, 7, 8, 9, 10, 11]])
 
 
-def test_model_with_pair_masses_round_trips_and_keeps_parton_columns():
-    rng = np.random.default_rng(22)
-    x = _pairs_sample(rng, 800)
-    c = (x * (1.0 + rng.normal(0.0, 0.05, x.shape))).astype(np.float32)
-    cfg = {**_SMALL, "phi_reference": True, "pair_masses": [["q1", "q2"], ["l1", "l2"]]}
+def _pair_model(cfg, x, c, seed):
+    """A pair-mass model from ``cfg``, adapted, perturbed, its chain checked."""
+    cfg = {**_SMALL, **cfg}
     del cfg["seed"]
-    model = ConditionalINN.from_config(
-        cfg, ["pt", "eta", "phi"] * 4, ["pt", "eta", "phi"] * 4, 0, PAIR_NAMES
-    )
-    assert model.init_args["mass_pairs"] == [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]]
-    assert [model.flow_kinds[i] for i in (3, 9)] == ["mass", "mass"]
+    kinds = ["pt", "eta", "phi"] * 4
+    model = ConditionalINN.from_config(cfg, kinds, kinds, 0, PAIR_NAMES)
     model.adapt(x, c)
-    _perturb(model.trainable_variables, seed=4, scale=0.2)
+    _perturb(model.trainable_variables, seed=seed, scale=0.2)
     features = model._features(c[:N_POINTS])
     kwargs = model.bijector_kwargs(
         features, model.condition_encoder(features), model._reference(c[:N_POINTS])
     )
-    z = np.random.default_rng(9).normal(size=(N_POINTS, 12)).astype(np.float32)
-    _check_bijector(model.bijector, z, kwargs, rtol=2e-3, atol=2e-3)
+    z = np.random.default_rng(seed + 5).normal(size=(N_POINTS, 12))
+    _check_bijector(model.bijector, z.astype(np.float32), kwargs, rtol=2e-3, atol=2e-3)
+    return model
+
+
+def test_model_with_pair_masses_round_trips_and_keeps_parton_columns():
+    rng = np.random.default_rng(22)
+    x = _pairs_sample(rng, 800)
+    c = (x * (1.0 + rng.normal(0.0, 0.05, x.shape))).astype(np.float32)
+    cfg = {"phi_reference": True, "pair_masses": [["q1", "q2"], ["l1", "l2"]]}
+    model = _pair_model(cfg, x, c, seed=4)
+    assert model.init_args["mass_pairs"] == [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]]
+    assert [model.flow_kinds[i] for i in (3, 9)] == ["mass", "mass"]
     # The standardisation sees log masses in the pt2 slots: their mean is the mean
     # log pair mass of the sample, not its mean log pt2.
     mass = np.sqrt(
@@ -498,13 +504,7 @@ def test_model_with_pair_masses_round_trips_and_keeps_parton_columns():
         unknown(x[:5]).numpy(), model.pair_mass.inverse(x[:5]).numpy(), rtol=1e-6
     )
     with pytest.raises(ConfigError, match="needs parton columns"):
-        ConditionalINN.from_config(
-            {**cfg, "pair_masses": [["q1", "j7"]]},
-            ["pt", "eta", "phi"] * 4,
-            ["pt", "eta", "phi"] * 4,
-            0,
-            PAIR_NAMES,
-        )
+        _pair_model({**cfg, "pair_masses": [["q1", "j7"]]}, x, c, seed=4)
 
 
 def test_pt_order_of_a_mass_pair_is_kept_by_support_truncation(tmp_path):
@@ -588,22 +588,11 @@ def test_model_with_pair_mass_lines_round_trips_and_checks_the_count():
     x = _pairs_sample(rng, 600)
     c = (x * (1.0 + rng.normal(0.0, 0.05, x.shape))).astype(np.float32)
     cfg = {
-        **_SMALL,
         "pair_masses": [["q1", "q2"], ["l1", "l2"]],
         "pair_mass_lines": [list(W_LINE), [91.188, 2.495]],
     }
-    del cfg["seed"]
-    kinds = ["pt", "eta", "phi"] * 4
-    model = ConditionalINN.from_config(cfg, kinds, kinds, 0, PAIR_NAMES)
+    model = _pair_model(cfg, x, c, seed=5)
     assert model.column_transform.lines == {3: W_LINE, 9: (91.188, 2.495)}
-    model.adapt(x, c)
-    _perturb(model.trainable_variables, seed=5, scale=0.2)
-    features = model._features(c[:N_POINTS])
-    kwargs = model.bijector_kwargs(
-        features, model.condition_encoder(features), model._reference(c[:N_POINTS])
-    )
-    z = np.random.default_rng(10).normal(size=(N_POINTS, 12)).astype(np.float32)
-    _check_bijector(model.bijector, z, kwargs, rtol=2e-3, atol=2e-3)
     # Compiled with XLA; a Cauchy tail of the untrained flow can overflow pt2, which
     # the support truncation redraws.
     from cinnflow.sampling import sample_posterior
@@ -613,9 +602,7 @@ def test_model_with_pair_mass_lines_round_trips_and_checks_the_count():
     )
     assert np.all(np.isfinite(draws)) and np.all(draws[..., 0::3] > 0)
     with pytest.raises(ConfigError, match="one \\(mass, width\\) in GeV per mass pair"):
-        ConditionalINN.from_config(
-            {**cfg, "pair_mass_lines": [list(W_LINE)]}, kinds, kinds, 0, PAIR_NAMES
-        )
+        _pair_model({**cfg, "pair_mass_lines": [list(W_LINE)]}, x, c, seed=5)
 
 
 def test_ordered_pair_masses_give_ordered_draws_with_exact_log_det():
@@ -633,23 +620,12 @@ def test_ordered_pair_masses_give_ordered_draws_with_exact_log_det():
     _check_bijector(bijector, y, {}, rtol=1e-6, atol=1e-6)
     c = (x * (1.0 + rng.normal(0.0, 0.05, x.shape))).astype(np.float32)
     cfg = {
-        **_SMALL,
         "pair_masses": [["q1", "q2"], ["l1", "l2"]],
         "pair_mass_lines": [list(W_LINE), [91.188, 2.495]],
         "pair_masses_ordered": [["q1", "q2"], ["l1", "l2"]],
     }
-    del cfg["seed"]
-    kinds = ["pt", "eta", "phi"] * 4
-    model = ConditionalINN.from_config(cfg, kinds, kinds, 0, PAIR_NAMES)
+    model = _pair_model(cfg, x, c, seed=6)
     assert [model.flow_kinds[i] for i in (0, 3)] == ["other", "mass"]
-    model.adapt(x, c)
-    _perturb(model.trainable_variables, seed=6, scale=0.2)
-    features = model._features(c[:N_POINTS])
-    kwargs = model.bijector_kwargs(
-        features, model.condition_encoder(features), model._reference(c[:N_POINTS])
-    )
-    z = np.random.default_rng(11).normal(size=(N_POINTS, 12)).astype(np.float32)
-    _check_bijector(model.bijector, z, kwargs, rtol=2e-3, atol=2e-3)
     draws = model.sample(c[:30], 20, seed=4)
     assert np.all(draws[..., 0] > draws[..., 3]) and np.all(
         draws[..., 6] > draws[..., 9]
@@ -659,10 +635,8 @@ def test_ordered_pair_masses_give_ordered_draws_with_exact_log_det():
     assert low[3] == pytest.approx(x[:, 3].min(), rel=1e-5)
     assert high[0] == pytest.approx(x[:, 0].max(), rel=1e-5)
     with pytest.raises(ConfigError, match="expected a subset of those pairs"):
-        ConditionalINN.from_config(
-            {**cfg, "pair_masses_ordered": [["q1", "l1"]]}, kinds, kinds, 0, PAIR_NAMES
-        )
+        _pair_model({**cfg, "pair_masses_ordered": [["q1", "l1"]]}, x, c, seed=6)
+    swapped = x.copy()
+    swapped[:2, [0, 3]] = swapped[:2, [3, 0]]
     with pytest.raises(CinnflowError, match="2 of 600 events are not ordered"):
-        swapped = x.copy()
-        swapped[:2, [0, 3]] = swapped[:2, [3, 0]]
-        ConditionalINN.from_config(cfg, kinds, kinds, 0, PAIR_NAMES).adapt(swapped, c)
+        _pair_model(cfg, swapped, c, seed=6)
