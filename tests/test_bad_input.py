@@ -228,6 +228,36 @@ def test_pair_masses_of_unknown_objects(out):
     )
 
 
+@pytest.mark.parametrize(
+    ("pairs", "ordered", "fragments"),
+    [
+        (
+            [["q1", "q1"]],
+            None,
+            ["model.pair_masses entry ['q1', 'q1'] pairs an object with itself"],
+        ),
+        (
+            [["l1", "l2"]],
+            [["q1", "q2"]],
+            [
+                "model.pair_masses_ordered entries [['q1', 'q2']]",
+                "are not in model.pair_masses = [['l1', 'l2']]",
+            ],
+        ),
+    ],
+)
+def test_pair_mass_options_that_do_not_fit(pairs, ordered, fragments, out):
+    # Checked when the workflow is parsed (a fresh user met both in the train job).
+    from cinnflow.config import check_pair_masses
+
+    rejected(
+        lambda: check_pair_masses(pairs, ZW, ordered=ordered),
+        ConfigError,
+        *fragments,
+        out=out,
+    )
+
+
 def test_missing_process_file(out):
     rejected(
         lambda: load_process("config/processes/zz.yaml"),

@@ -162,7 +162,9 @@ def process_files(path):
     return files
 
 
-def check_pair_masses(pairs, process, *, key="model.pair_masses", lines=None):
+def check_pair_masses(
+    pairs, process, *, key="model.pair_masses", lines=None, ordered=None
+):
     """Check before any job runs that every pair names parton objects with pt, eta, phi.
 
     Args:
@@ -170,6 +172,7 @@ def check_pair_masses(pairs, process, *, key="model.pair_masses", lines=None):
         process: the loaded process (``load_process``).
         key: config key for the message.
         lines: the ``pair_mass_lines`` value: None or one [mass, width] per pair.
+        ordered: the ``pair_masses_ordered`` value: None or a subset of ``pairs``.
 
     Raises:
         ConfigError: an object that is not a parton object of the process, a
@@ -181,6 +184,13 @@ def check_pair_masses(pairs, process, *, key="model.pair_masses", lines=None):
             f"{key.replace('pair_masses', 'pair_mass_lines')} = {lines!r} has "
             f"{len(lines)} lines for the pairs {pairs!r}; expected one "
             "[mass, width] in GeV per pair"
+        )
+        raise ConfigError(msg)
+    extra = [list(p) for p in ordered or [] if list(p) not in map(list, pairs or [])]
+    if extra:
+        msg = (
+            f"{key.replace('pair_masses', 'pair_masses_ordered')} entries {extra!r} "
+            f"are not in {key} = {pairs!r}; expected a subset of those pairs"
         )
         raise ConfigError(msg)
     if not pairs:
@@ -196,6 +206,12 @@ def check_pair_masses(pairs, process, *, key="model.pair_masses", lines=None):
         )
         raise ConfigError(msg)
     for pair in pairs:
+        if len(set(map(str, pair))) != len(pair):
+            msg = (
+                f"{key} entry {list(pair)!r} pairs an object with itself; expected "
+                "two different parton objects, e.g. [q1, q2]"
+            )
+            raise ConfigError(msg)
         unknown = [str(o) for o in pair if str(o) not in names]
         if unknown:
             msg = (

@@ -21,7 +21,10 @@ try:
     GRID_POINTS = grid_points(config)
     _model = config["model"]
     check_pair_masses(
-        _model.get("pair_masses"), PROCESS, lines=_model.get("pair_mass_lines")
+        _model.get("pair_masses"),
+        PROCESS,
+        lines=_model.get("pair_mass_lines"),
+        ordered=_model.get("pair_masses_ordered"),
     )
     for _point, _settings in GRID_POINTS.items():
         check_pair_masses(
@@ -29,6 +32,9 @@ try:
             PROCESS,
             key=f"ensemble.grid.pair_masses ({_point})",
             lines=_settings.get("pair_mass_lines", _model.get("pair_mass_lines")),
+            ordered=_settings.get(
+                "pair_masses_ordered", _model.get("pair_masses_ordered")
+            ),
         )
     INJECTION = config["evaluation"].get("injection")
     # The injected events go through cinnflow's own detector model, so they are
