@@ -983,11 +983,23 @@ def test_snakemake_rejects_a_bad_event_file(tmp_path):
     (work / "data" / "user events.root").write_text("not a ROOT file\n")
     result = _snakemake(work, "results/prepared/train.npz")
     assert result.returncode != 0
-    log = (work / "logs" / "prepare.log").read_text()
-    assert "InputFileError: event file 'data/user events.root' is not a ROOT" in log
-    assert "starts with b'not '" in log
-    # Snakemake may leave the empty folder it made for the outputs; never a file.
-    assert not [p for p in work.glob("results/**/*") if p.is_file()]
+    # Seen by its first bytes when the workflow is parsed, before any job.
+    assert "cinnflow: event file 'data/user events.root' is not a ROOT" in result.stderr
+    assert "starts with b'not '" in result.stderr
+    assert not (work / "results").exists() and not (work / "logs").exists()
+
+
+def test_snakemake_rejects_a_file_that_is_not_lhe_before_any_job(tmp_path):
+    work = _workflow(tmp_path)
+    (work / "notes.lhe").write_text("run card\n" * 3)
+    config = yaml.safe_load((work / "bad.yaml").read_text())
+    config["events"].update(source="lhe", lhe_file="notes.lhe")
+    (work / "bad.yaml").write_text(yaml.safe_dump(config))
+    result = _snakemake(work, "results/prepared/train.npz")
+    assert result.returncode != 0
+    assert "cinnflow: file 'notes.lhe' is not an LHE file" in result.stderr
+    assert "'<LesHouchesEvents' tag in its first 50 lines" in result.stderr
+    assert not (work / "results").exists() and not (work / "logs").exists()
 
 
 def test_snakemake_rejects_a_bad_config_before_any_job(tmp_path):

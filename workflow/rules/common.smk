@@ -7,7 +7,9 @@ from cinnflow.config import (
     process_files,
     validate_config,
 )
-from cinnflow.errors import ConfigError
+from cinnflow.errors import ConfigError, InputFileError
+from cinnflow.io.delphes import check_root_header
+from cinnflow.io.lhe import check_lhe_head
 from cinnflow.sampling.ensemble import member_seed
 from cinnflow.training.grid import grid_points, point_config
 
@@ -36,6 +38,13 @@ try:
                 "pair_masses_ordered", _model.get("pair_masses_ordered")
             ),
         )
+    # The user's files, by their first bytes (the jobs read them whole): a wrong
+    # file is reported now, not after other jobs ran.
+    if config["preparation"].get("inputs"):
+        for _path in config["preparation"]["inputs"]:
+            check_root_header(_path)
+    elif config["events"]["source"] == "lhe":
+        check_lhe_head(config["events"]["lhe_file"])
     INJECTION = config["evaluation"].get("injection")
     # The injected events go through cinnflow's own detector model, so they are
     # not mixed into the user's own Delphes files.
@@ -44,7 +53,7 @@ try:
     if INJECTION:
         check_injection(INJECTION)
         INJECTION_PROCESS = load_process(INJECTION["process"])
-except ConfigError as err:
+except (ConfigError, InputFileError) as err:
     sys.exit(f"cinnflow: {err}")
 
 

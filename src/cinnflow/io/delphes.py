@@ -188,8 +188,13 @@ def write_delphes(path, collections, *, tree="Delphes"):
 # --------------------------------------------------------------------- reading
 
 
-def _check_root_header(path):
-    """Raise InputFileError if ``path`` is missing, not ROOT, or shorter than fEND."""
+def check_root_header(path):
+    """Raise InputFileError if ``path`` is missing, not ROOT, or shorter than fEND.
+
+    Reads 25 bytes: cheap enough for the workflow to check the user's files when
+    it is parsed, before any job runs.
+    """
+    path = Path(path)
     if not path.exists():
         msg = f"event file {str(path)!r} does not exist; expected a ROOT file"
         raise InputFileError(msg)
@@ -314,7 +319,7 @@ def read_delphes(
             f"{list(collections)}"
         )
         raise ValueError(msg)
-    _check_root_header(path)
+    check_root_header(path)
     try:
         handle = uproot.open(path)
     except Exception as err:
@@ -383,7 +388,7 @@ def read_all_collections(path, *, tree="Delphes"):
         dict: collection name -> jagged record array with the SCHEMA fields.
     """
     path = Path(path)
-    _check_root_header(path)
+    check_root_header(path)
     try:
         with uproot.open(path) as handle:
             names = {b.name for b in handle[tree].branches} if tree in handle else None

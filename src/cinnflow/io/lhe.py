@@ -47,6 +47,45 @@ def _numbers(line, count):
         return None
 
 
+def _not_lhe(path):
+    looks_like = foreign_format(path)
+    hint = f"; it looks like {looks_like}" if looks_like else ""
+    msg = (
+        f"file {str(path)!r} is not an LHE file: no '<LesHouchesEvents' tag in "
+        f"its first {_N_HEAD_LINES} lines{hint}"
+    )
+    return InputFileError(msg)
+
+
+def check_lhe_head(path):
+    """Check the first lines of ``path`` for the LHE root tag (cheap, no events read).
+
+    For the workflow to reject a file that is not LHE when it is parsed, before any
+    job runs; ``check_lhe`` checks the whole file in the simulate job.
+
+    Raises:
+        InputFileError: missing, unreadable or not an LHE file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = f"LHE file {str(path)!r} does not exist; expected a Les Houches file"
+        raise InputFileError(msg)
+    try:
+        with _open_text(path) as lines:
+            for lineno, line in enumerate(lines, start=1):
+                if "<LesHouchesEvents" in line:
+                    return
+                if lineno >= _N_HEAD_LINES:
+                    break
+    except (OSError, EOFError, UnicodeError, zlib.error) as err:
+        msg = (
+            f"cannot read LHE file {str(path)!r}: {type(err).__name__}: {err}; "
+            "expected a plain or gzip LHE file"
+        )
+        raise InputFileError(msg) from err
+    raise _not_lhe(path)
+
+
 def check_lhe(path) -> int:
     """Check that ``path`` is a well-formed LHE file.
 
@@ -97,13 +136,7 @@ def check_lhe(path) -> int:
         )
         raise InputFileError(msg) from err
     if not seen_root:
-        looks_like = foreign_format(path)
-        hint = f"; it looks like {looks_like}" if looks_like else ""
-        msg = (
-            f"file {str(path)!r} is not an LHE file: no '<LesHouchesEvents' tag in "
-            f"its first {_N_HEAD_LINES} lines{hint}"
-        )
-        raise InputFileError(msg)
+        raise _not_lhe(path)
     if not seen_init:
         msg = f"LHE file {str(path)!r} has no <init> block; expected one before events"
         raise InputFileError(msg)
