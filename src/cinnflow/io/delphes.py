@@ -26,7 +26,7 @@ import uproot
 
 from cinnflow.errors import CinnflowError, InputFileError
 from cinnflow.io.atomic import atomic_path
-from cinnflow.io.formats import foreign_format
+from cinnflow.io.formats import looks_like
 
 __all__ = [
     "SCHEMA",
@@ -205,11 +205,9 @@ def check_root_header(path):
     with path.open("rb") as handle:
         header = handle.read(25)
     if header[:4] != b"root":
-        looks_like = foreign_format(path)
-        hint = f"; it looks like {looks_like}" if looks_like else ""
         msg = (
             f"event file {str(path)!r} is not a ROOT file: starts with "
-            f"{header[:4]!r}, expected the magic bytes b'root'{hint}"
+            f"{header[:4]!r}, expected the magic bytes b'root'{looks_like(path)}"
         )
         raise InputFileError(msg)
     if len(header) < 25:

@@ -7,7 +7,7 @@ another kind arrives (HepMC, a gzip archive, an LHE file given as ROOT input),
 
 import zlib
 
-__all__ = ["foreign_format", "sniff"]
+__all__ = ["foreign_format", "looks_like", "sniff"]
 
 # Enough to see the HepMC version line or the LHE root tag after a short header.
 _N_HEAD_BYTES = 4096
@@ -53,3 +53,9 @@ def foreign_format(path):
     if head.startswith(b"gzip:"):
         return "gzip-compressed data of an unknown format"
     return None
+
+
+def looks_like(path):
+    """``"; it looks like <format>"`` for an error message, or ``""``."""
+    found = foreign_format(path)
+    return f"; it looks like {found}" if found else ""

@@ -16,7 +16,7 @@ import zlib
 from pathlib import Path
 
 from cinnflow.errors import InputFileError
-from cinnflow.io.formats import foreign_format
+from cinnflow.io.formats import looks_like
 
 __all__ = ["check_lhe"]
 
@@ -48,11 +48,9 @@ def _numbers(line, count):
 
 
 def _not_lhe(path):
-    looks_like = foreign_format(path)
-    hint = f"; it looks like {looks_like}" if looks_like else ""
     msg = (
         f"file {str(path)!r} is not an LHE file: no '<LesHouchesEvents' tag in "
-        f"its first {_N_HEAD_LINES} lines{hint}"
+        f"its first {_N_HEAD_LINES} lines{looks_like(path)}"
     )
     return InputFileError(msg)
 
