@@ -86,9 +86,15 @@ def sample_posterior(
     if support_margin is not None and support is None:
         logger.warning("model has no recorded training support; draws not truncated")
     if support is not None:
-        order = getattr(model, "support_order", ())
         stats = _truncate(
-            model, c_detector, draws, (*support, order), rng, batch_size, max_redraws
+            model,
+            c_detector,
+            draws,
+            support,
+            rng,
+            batch_size,
+            max_redraws,
+            order=model.support_order,
         )
     n_bad = int(np.sum(~np.isfinite(draws).all(axis=(1, 2))))
     if n_bad:
@@ -115,10 +121,14 @@ def _outside(x, low, high, order=()):
     return ~inside
 
 
-def _truncate(model, c_detector, draws, support, rng, batch_size, max_redraws):
-    """Re-draw, in place, the draws outside ``support``; returns the stats dict."""
-    low, high = (np.asarray(b, np.float64) for b in support[:2])
-    order = support[2]
+def _truncate(
+    model, c_detector, draws, support, rng, batch_size, max_redraws, *, order=()
+):
+    """Re-draw, in place, the draws outside ``support`` or out of ``order``.
+
+    Returns the stats dict.
+    """
+    low, high = (np.asarray(b, np.float64) for b in support)
     n_events, n_draws, dim = draws.shape
     bad = np.flatnonzero(_outside(draws, low, high, order).ravel())
     total = n_events * n_draws
