@@ -9,6 +9,7 @@ import yaml
 from cinnflow.errors import ConfigError
 
 __all__ = [
+    "check_pair_frames",
     "check_pair_masses",
     "load_process",
     "load_yaml",
@@ -160,6 +161,46 @@ def process_files(path):
     if isinstance(data, dict) and isinstance(data.get("base"), str):
         files.append(str(path.parent / data["base"]))
     return files
+
+
+def check_pair_frames(frames, process, *, pair_masses=None, key="model.pair_frames"):
+    """Check before any job runs that the pair frames name parton objects.
+
+    Args:
+        frames: the config value, e.g. ``[{"pair": ["q1", "q2"], "recoil": ["l1",
+            "l2"]}]``, or None.
+        process: the loaded process (``load_process``).
+        pair_masses: the ``model.pair_masses`` value; an object may be in a frame
+            or a mass pair, not both.
+        key: config key for the message.
+
+    Raises:
+        ConfigError: unknown or repeated objects, recoil objects inside their own
+            pair, or an object in two frames or in a frame and a mass pair.
+    """
+    if not frames:
+        return
+    pairs = [list(f["pair"]) for f in frames]
+    check_pair_masses(pairs, process, key=f"{key} pairs")
+    names = [str(o.get("name")) for o in process.get("parton", {}).get("objects", [])]
+    used = [str(o) for p in pairs + [list(p) for p in pair_masses or []] for o in p]
+    twice = sorted({o for o in used if used.count(o) > 1})
+    if twice:
+        msg = (
+            f"{key} = {frames!r} and model.pair_masses = {pair_masses!r} use "
+            f"{twice!r} more than once; expected each object in at most one pair"
+        )
+        raise ConfigError(msg)
+    for frame in frames:
+        recoil = [str(o) for o in frame.get("recoil") or []]
+        bad = [o for o in recoil if o not in names or o in map(str, frame["pair"])]
+        if bad or len(set(recoil)) != len(recoil):
+            msg = (
+                f"{key} entry {frame!r}: recoil objects {recoil!r} must be distinct "
+                f"parton objects outside the pair; got {bad or recoil!r}, parton "
+                f"objects are {names!r}"
+            )
+            raise ConfigError(msg)
 
 
 def check_pair_masses(

@@ -2,6 +2,7 @@ import sys
 
 from cinnflow.closure.injection import check_injection
 from cinnflow.config import (
+    check_pair_frames,
     check_pair_masses,
     load_process,
     process_files,
@@ -27,6 +28,9 @@ try:
         PROCESS,
         lines=_model.get("pair_mass_lines"),
         ordered=_model.get("pair_masses_ordered"),
+    )
+    check_pair_frames(
+        _model.get("pair_frames"), PROCESS, pair_masses=_model.get("pair_masses")
     )
     for _point, _settings in GRID_POINTS.items():
         check_pair_masses(

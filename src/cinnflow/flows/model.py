@@ -40,6 +40,12 @@ from cinnflow.flows.bijectors import (
     make_mlp,
     make_permutation,
 )
+from cinnflow.flows.frames import (
+    PairFrame,
+    detector_frame_features,
+    detector_reference,
+    n_frame_features,
+)
 from cinnflow.flows.preprocessing import (
     STD_FLOOR,
     ColumnTransform,
@@ -69,6 +75,7 @@ MODEL_CONFIG_KEYS = (
     "pair_masses",
     "pair_mass_lines",
     "pair_masses_ordered",
+    "pair_frames",
 )
 # Keys of MODEL_CONFIG_KEYS that may be left out (they default to False/True/none).
 _OPTIONAL_KEYS = (
@@ -77,6 +84,7 @@ _OPTIONAL_KEYS = (
     "pair_masses",
     "pair_mass_lines",
     "pair_masses_ordered",
+    "pair_frames",
 )
 _CONFIG_FILE = "config.json"
 _WEIGHTS_PREFIX = "weights"
@@ -107,6 +115,7 @@ class ConditionalINN(tf.Module):
         mass_pairs=(),
         mass_lines=None,
         mass_pairs_ordered=None,
+        frames=(),
         fuse_condition=True,
         jit_compile=True,
     ):
@@ -144,6 +153,12 @@ class ConditionalINN(tf.Module):
                 that pair is pT-ordered (pt1 > pt2 in every event) and the flow
                 models ``log(pt1 / pt2 - 1)`` in place of pt1, so every draw is
                 ordered too (``PairMass(ordered=...)``).
+            frames: sequence of dicts ``{"pair": six column indices, "line": None
+                or (mass, width) in GeV, "recoil": list of (pt, phi) column
+                indices}``: the flow models that pair in its rest-frame
+                coordinates (``PairFrame``: transverse momentum plus the recoil's,
+                rapidity, mass on its line, decay direction), and the condition
+                gets the same coordinates of the matched detector objects.
             fuse_condition: couplings compute the condition part of their
                 subnets in one matmul, once per event when sampling (see
                 ``ConditionalAffineCoupling``); a speed option, same weights.
@@ -177,12 +192,16 @@ class ConditionalINN(tf.Module):
             "mass_pairs_ordered": [bool(o) for o in mass_pairs_ordered]
             if mass_pairs_ordered is not None
             else [False] * len(mass_pairs),
+            "frames": [_frame_args(f) for f in frames],
             "fuse_condition": bool(fuse_condition),
             "jit_compile": bool(jit_compile),
         }
         self.custom_encoder = condition_encoder is not None
         dim = len(self.parton_kinds)
-        n_features = n_condition_features(self.detector_kinds)
+        self.frames = self._build_frames()
+        n_features = n_condition_features(self.detector_kinds) + sum(
+            n_frame_features(f.recoil) for f in self.frames
+        )
         self.dim, self.n_features = dim, n_features
 
         # Fixed statistics, filled by adapt() and saved with the weights.
@@ -254,18 +273,6 @@ class ConditionalINN(tf.Module):
         flow.append(
             StandardScaling(self.parton_mean, self.parton_std, name="standardise_00")
         )
-        self.phi_reference_index = None
-        if phi_reference:
-            parton_phi = [i for i, k in enumerate(self.parton_kinds) if k == "phi"]
-            detector_phi = [i for i, k in enumerate(self.detector_kinds) if k == "phi"]
-            if not parton_phi or len(parton_phi) != len(detector_phi):
-                msg = (
-                    f"phi_reference needs as many detector phi columns "
-                    f"({len(detector_phi)}) as parton phi columns ({len(parton_phi)}),"
-                    " and at least one"
-                )
-                raise ConfigError(msg)
-            self.phi_reference_index = np.asarray(detector_phi, np.int32)
         self.pair_mass = None
         # Kinds of the columns the flow models: a pair's mass replaces its pt2.
         self.flow_kinds = list(self.parton_kinds)
@@ -290,6 +297,10 @@ class ConditionalINN(tf.Module):
             ):
                 if ordered:
                     self.flow_kinds[slot] = "other"
+        for frame in self.frames:
+            for slot, kind in zip(frame.pair, frame.flow_kinds, strict=True):
+                self.flow_kinds[slot] = kind
+        self.phi_reference_index = self._phi_reference_index(phi_reference)
         lines = self.init_args["mass_lines"]
         if lines is not None and (
             len(lines) != len(self.init_args["mass_pairs"])
@@ -300,12 +311,18 @@ class ConditionalINN(tf.Module):
                 f"pair ({len(self.init_args['mass_pairs'])} pairs)"
             )
             raise ConfigError(msg)
+        slot_lines = (
+            {}
+            if lines is None
+            else dict(zip(self.pair_mass.mass_slots, lines, strict=True))
+        )
+        for frame in self.frames:
+            if frame.line is not None:
+                slot_lines[frame.mass_slot] = frame.line
         self.column_transform = ColumnTransform(
             self.flow_kinds,
-            phi_reference=phi_reference,
-            lines=None
-            if lines is None
-            else dict(zip(self.pair_mass.mass_slots, lines, strict=True)),
+            phi_reference=self.phi_reference_index is not None,
+            lines=slot_lines or None,
             name="columns_00",
         )
         flow.append(self.column_transform)
@@ -314,6 +331,9 @@ class ConditionalINN(tf.Module):
         if self.pair_mass is not None:
             flow.append(self.pair_mass)
             self._output_bijectors.append(self.pair_mass)
+        for frame in self.frames:
+            flow.append(frame)
+            self._output_bijectors.append(frame)
         self.bijector = tfb.Chain(list(reversed(flow)), name="cinn_chain")
         self.distribution = tfd.TransformedDistribution(
             tfd.MultivariateNormalDiag(loc=tf.zeros([dim])),
@@ -330,6 +350,106 @@ class ConditionalINN(tf.Module):
             n_blocks,
             n_weights,
         )
+
+    def _build_frames(self):
+        """``PairFrame`` bijectors of ``init_args["frames"]``, in forward order.
+
+        A frame whose recoil objects belong to another frame comes after it (its
+        forward map reads their lab coordinates). Each frame also carries its
+        ``line`` and the matched detector columns (``detector_pair``,
+        ``detector_recoil``; the k-th parton column of a kind to the k-th detector
+        column of that kind) for the condition features.
+        """
+        frames = []
+        for i, args in enumerate(self.init_args["frames"]):
+            pair, recoil = args["pair"], [tuple(r) for r in args["recoil"]]
+            kinds = [self.parton_kinds[j] for j in pair]
+            if kinds != ["pt", "eta", "phi"] * 2:
+                msg = (
+                    f"pair frame columns {pair} have kinds {kinds}; expected (pt, "
+                    "eta, phi) of two objects"
+                )
+                raise ConfigError(msg)
+            frame = PairFrame(
+                pair,
+                recoil=recoil,
+                reference=args["reference"],
+                name=f"pair_frame_{i:02d}",
+            )
+            frame.line = args["line"]
+            frame.detector_pair = [self._detector_column(j) for j in pair]
+            frame.detector_recoil = [
+                (self._detector_column(p), self._detector_column(f)) for p, f in recoil
+            ]
+            frames.append(frame)
+        used = [j for f in frames for j in f.pair]
+        if self.init_args["mass_pairs"]:
+            used += [j for p in self.init_args["mass_pairs"] for j in p]
+        if len(set(used)) != len(used):
+            msg = (
+                f"pair frames {[f.pair for f in frames]} and mass pairs "
+                f"{self.init_args['mass_pairs']} share columns; expected each "
+                "object in at most one of them"
+            )
+            raise ConfigError(msg)
+        ordered = []
+        while frames:
+            ready = [
+                f
+                for f in frames
+                if not any(
+                    set(c for r in f.recoil for c in r) & set(g.pair)
+                    for g in frames
+                    if g is not f
+                )
+            ]
+            if not ready:
+                msg = (
+                    f"pair frames {[f.pair for f in frames]} recoil against each "
+                    "other in a cycle; expected at most one of two frames to use "
+                    "the other's objects as recoil"
+                )
+                raise ConfigError(msg)
+            ordered += ready
+            frames = [f for f in frames if f not in ready]
+        return ordered
+
+    def _detector_column(self, parton_column):
+        """The detector column matched to a parton column (same kind, same rank)."""
+        kind = self.parton_kinds[parton_column]
+        rank = [i for i, k in enumerate(self.parton_kinds) if k == kind].index(
+            parton_column
+        )
+        detector = [i for i, k in enumerate(self.detector_kinds) if k == kind]
+        if rank >= len(detector):
+            msg = (
+                f"parton column {parton_column} is the {rank + 1}. {kind} column, but "
+                f"the detector has only {len(detector)} {kind} columns; pair frames "
+                "need a matched detector object for every parton object"
+            )
+            raise ConfigError(msg)
+        return detector[rank]
+
+    def _phi_reference_index(self, phi_reference):
+        """Detector phi columns, one per phi column the flow models (or None)."""
+        if not phi_reference:
+            return None
+        parton_phi = [i for i, k in enumerate(self.parton_kinds) if k == "phi"]
+        detector_phi = [i for i, k in enumerate(self.detector_kinds) if k == "phi"]
+        if not parton_phi or len(parton_phi) != len(detector_phi):
+            msg = (
+                f"phi_reference needs as many detector phi columns "
+                f"({len(detector_phi)}) as parton phi columns ({len(parton_phi)}),"
+                " and at least one"
+            )
+            raise ConfigError(msg)
+        # Pair frames replace their phi columns: the reference of the rest.
+        index = [
+            d
+            for p, d in zip(parton_phi, detector_phi, strict=True)
+            if self.flow_kinds[p] == "phi"
+        ]
+        return np.asarray(index, np.int32) if index else None
 
     @classmethod
     def from_config(
@@ -376,6 +496,7 @@ class ConditionalINN(tf.Module):
             cfg.pop("pair_masses", None), parton_names
         )
         cfg["mass_lines"] = cfg.pop("pair_mass_lines", None)
+        cfg["frames"] = _frame_columns(cfg.pop("pair_frames", None), parton_names)
         return cls(
             [str(k) for k in parton_kinds],
             [str(k) for k in detector_kinds],
@@ -385,11 +506,20 @@ class ConditionalINN(tf.Module):
 
     # ----------------------------------------------------------------- preprocess
 
+    def _raw_features(self, c_detector):
+        """Unstandardised condition features, with those of the pair frames."""
+        c_detector = tf.convert_to_tensor(c_detector, tf.float32)
+        raw = condition_features(c_detector, self.detector_kinds)
+        if not self.frames:
+            return raw
+        extra = [
+            detector_frame_features(c_detector, f.detector_pair, f.detector_recoil)
+            for f in self.frames
+        ]
+        return tf.concat([raw, *extra], axis=-1)
+
     def _features(self, c_detector):
-        raw = condition_features(
-            tf.convert_to_tensor(c_detector, tf.float32), self.detector_kinds
-        )
-        return (raw - self.feature_mean) / self.feature_std
+        return (self._raw_features(c_detector) - self.feature_mean) / self.feature_std
 
     def adapt(self, x_parton, c_detector):
         """Fit the preprocessing statistics on the training set.
@@ -424,11 +554,19 @@ class ConditionalINN(tf.Module):
                         f"{len(x_parton)} events are not ordered"
                     )
                     raise CinnflowError(msg)
-            x_flow = self.pair_mass.inverse(x_parton).numpy()
-            masses = x_flow[:, list(self.pair_mass.mass_slots)]
-            if not np.all(np.isfinite(masses) & (masses > 0)):
+        # Physics to the flow's columns: the output bijectors after columns_00.
+        poles = self._frame_kwargs(self._frame_references(c_detector))
+        for bijector in reversed(self._output_bijectors[1:]):
+            x_flow = bijector.inverse(x_flow, **poles.get(bijector.name, {})).numpy()
+        mass_slots = [f.mass_slot for f in self.frames]
+        if self.pair_mass is not None:
+            mass_slots += list(self.pair_mass.mass_slots)
+        if mass_slots:
+            masses = x_flow[:, mass_slots]
+            if not np.all(np.isfinite(x_flow) & (masses > 0).all(axis=1)[:, None]):
                 msg = (
-                    "mass_pairs: some pairs have zero or non-finite invariant mass "
+                    "pair masses or frames: some pairs have zero or non-finite "
+                    "invariant mass "
                     "(collinear objects); expected separated massless pairs"
                 )
                 raise CinnflowError(msg)
@@ -441,6 +579,18 @@ class ConditionalINN(tf.Module):
         self.support_min, self.support_max = y.min(axis=0), y.max(axis=0)
         self.support_order = self._ordered_pairs(x_parton)
         self.pair_pt_box = {}
+        for frame in self.frames:
+            for slot in frame.pair:
+                if self.parton_kinds[slot] == "phi":
+                    continue
+                value = x_parton[:, slot].astype(np.float64)
+                if self.parton_kinds[slot] == "pt":
+                    value = np.log(value)
+                self.pair_pt_box[slot] = (
+                    float(value.min()),
+                    float(value.max()),
+                    float(value.std()),
+                )
         if self.pair_mass is not None:
             slots = list(self.pair_mass.mass_slots) + [
                 lead
@@ -457,8 +607,7 @@ class ConditionalINN(tf.Module):
                     float(log_pt.std()),
                 )
         u = (y - mean) / std
-        raw = condition_features(c_detector, self.detector_kinds).numpy()
-        raw = raw.astype(np.float64)
+        raw = self._raw_features(c_detector).numpy().astype(np.float64)
         f_mean, f_std = raw.mean(axis=0), np.maximum(raw.std(axis=0), STD_FLOOR)
         features = (raw - f_mean) / f_std
         weight = np.zeros((self.dim, self.n_features))
@@ -510,8 +659,27 @@ class ConditionalINN(tf.Module):
         c_detector = tf.convert_to_tensor(c_detector, tf.float32)
         return tf.gather(c_detector, self.phi_reference_index, axis=1)
 
+    def _frame_references(self, c_detector):
+        """Per pair frame: the detector direction of its pole (n, 3), or None."""
+        return [
+            detector_reference(c_detector, f.detector_pair) if f.reference else None
+            for f in self.frames
+        ]
+
+    def _frame_kwargs(self, frame_references):
+        return {
+            frame.name: {"conditional_input": ref}
+            for frame, ref in zip(self.frames, frame_references or [], strict=False)
+            if ref is not None
+        }
+
     def bijector_kwargs(
-        self, features, embedding, reference=None, condition_repeats=None
+        self,
+        features,
+        embedding,
+        reference=None,
+        condition_repeats=None,
+        frame_references=None,
     ):
         """Condition keyword arguments for ``tfb.Chain``, routed by bijector name.
 
@@ -523,6 +691,8 @@ class ConditionalINN(tf.Module):
             condition_repeats: None, or the number r of consecutive input rows that
                 share one row of ``embedding`` (posterior draws of one event); the
                 couplings then compute their condition projection once per event.
+            frame_references: per pair frame, its pole directions (n, 3) from
+                ``_frame_references`` (None entries for frames without one).
 
         Returns:
             dict mapping bijector names to their keyword arguments.
@@ -535,6 +705,7 @@ class ConditionalINN(tf.Module):
             kwargs[self.regression_name] = {"conditional_input": features}
         if self.phi_reference_index is not None:
             kwargs[self.column_transform.name] = {"conditional_input": reference}
+        kwargs.update(self._frame_kwargs(frame_references))
         return kwargs
 
     def log_prob(self, x_parton, c_detector):
@@ -553,7 +724,10 @@ class ConditionalINN(tf.Module):
         return self.distribution.log_prob(
             x_parton,
             bijector_kwargs=self.bijector_kwargs(
-                features, embedding, self._reference(c_detector)
+                features,
+                embedding,
+                self._reference(c_detector),
+                frame_references=self._frame_references(c_detector),
             ),
         )
 
@@ -585,14 +759,20 @@ class ConditionalINN(tf.Module):
         features = tf.repeat(features, n_draws, axis=0)
         if reference is not None:
             reference = tf.repeat(reference, n_draws, axis=0)
-        kwargs = self.bijector_kwargs(features, embedding, reference, n_draws)
+        poles = [
+            None if p is None else tf.repeat(p, n_draws, axis=0)
+            for p in self._frame_references(c_detector)
+        ]
+        kwargs = self.bijector_kwargs(
+            features, embedding, reference, n_draws, frame_references=poles
+        )
         z = tf.reshape(z, [-1, self.dim])
         if clip_margin is None:
             x = self.bijector.forward(z, **kwargs)
         else:
             low, high = self._support_box(clip_margin)
             # phi stays unclipped: its transform (tanh) is bounded already.
-            phi = tf.constant([k == "phi" for k in self.parton_kinds])
+            phi = tf.constant([k == "phi" for k in self.flow_kinds])
             low = tf.where(phi, -np.inf, low)
             high = tf.where(phi, np.inf, high)
             # The chain without the output bijectors (applied last, in order).
@@ -615,16 +795,17 @@ class ConditionalINN(tf.Module):
         return low, high
 
     def _ordered_pairs(self, x_parton):
-        """pt columns (i, j) of the mass pairs with x_i >= x_j in every event.
+        """pt columns (i, j) of mass pairs and pair frames with x_i >= x_j always.
 
         With pair masses the flow does not model the second pt, so nothing in the
         coordinates keeps a pT-ordered pair ordered: a draw can have pt2 > pt1,
         which the training data (q1 is the leading quark) never has.
         """
-        if self.pair_mass is None:
-            return ()
+        pairs = [f.pair for f in self.frames]
+        if self.pair_mass is not None:
+            pairs += list(self.pair_mass.pairs)
         order = []
-        for pair in self.pair_mass.pairs:
+        for pair in pairs:
             lead, trail = pair[0], pair[3]
             if np.all(x_parton[:, lead] >= x_parton[:, trail]):
                 order.append((lead, trail))
@@ -663,12 +844,15 @@ class ConditionalINN(tf.Module):
         # A pair's pt2 (and pt1 when ordered) follows from its mass, angles (and
         # rho): boxed by the log-pt range of the training data (unbounded for
         # models saved before that range was recorded).
+        # Pair frames: their lab pt and eta boxed the same way (phi unbounded).
+        slots = [slot for f in self.frames for slot in f.pair]
         if self.pair_mass is not None:
-            slots = list(self.pair_mass.mass_slots)
-            low[slots], high[slots] = -np.inf, np.inf
-            for slot, (lo, hi, std) in self.pair_pt_box.items():
-                low[slot] = math.exp(lo - margin * std)
-                high[slot] = math.exp(hi + margin * std)
+            slots += list(self.pair_mass.mass_slots)
+        low[slots], high[slots] = -np.inf, np.inf
+        for slot, (lo, hi, std) in self.pair_pt_box.items():
+            low[slot], high[slot] = lo - margin * std, hi + margin * std
+            if self.parton_kinds[slot] == "pt":
+                low[slot], high[slot] = math.exp(low[slot]), math.exp(high[slot])
         return low, high
 
     def sample(self, c_detector, n_draws, seed):
@@ -874,29 +1058,77 @@ def _ordered_flags(pairs, ordered):
     return [p in ordered for p in pairs]
 
 
-def _mass_pair_columns(pairs, parton_names):
+def _mass_pair_columns(pairs, parton_names, key="pair_masses"):
     """Column indices (pt1, eta1, phi1, pt2, eta2, phi2) of named object pairs."""
     if not pairs:
         return []
     if parton_names is None:
-        msg = "model.pair_masses needs the parton column names (parton_names)"
+        msg = f"model.{key} needs the parton column names (parton_names)"
         raise ConfigError(msg)
     names = [str(n) for n in parton_names]
     columns = []
     for pair in pairs:
         if len(pair) != 2:
-            msg = f"model.pair_masses entry {pair!r}: expected two object names"
+            msg = f"model.{key} entry {pair!r}: expected two object names"
             raise ConfigError(msg)
         wanted = [f"{obj}_{f}" for obj in pair for f in ("pt", "eta", "phi")]
         missing = [w for w in wanted if w not in names]
         if missing:
             msg = (
-                f"model.pair_masses entry {list(pair)!r} needs parton columns "
+                f"model.{key} entry {list(pair)!r} needs parton columns "
                 f"{missing!r}; the parton columns are {names!r}"
             )
             raise ConfigError(msg)
         columns.append([names.index(w) for w in wanted])
     return columns
+
+
+def _frame_args(frame):
+    """JSON-ready copy of one ``frames`` entry (see ``ConditionalINN``)."""
+    line = frame.get("line")
+    if line is not None and (
+        len(line) != 2 or not all(float(v) > 0 for v in line)
+    ):
+        msg = f"pair frame line {line!r}: expected (mass, width) in GeV, both > 0"
+        raise ConfigError(msg)
+    return {
+        "pair": [int(i) for i in frame["pair"]],
+        "line": None if line is None else [float(v) for v in line],
+        "recoil": [[int(p), int(f)] for p, f in frame.get("recoil", [])],
+        "reference": bool(frame.get("reference", False)),
+    }
+
+
+def _frame_columns(frames, parton_names):
+    """``frames`` of ``ConditionalINN`` from the ``model.pair_frames`` entries."""
+    if not frames:
+        return []
+    out = []
+    for entry in frames:
+        pair = entry.get("pair") if isinstance(entry, dict) else None
+        if pair is None:
+            msg = (
+                f"model.pair_frames entry {entry!r}: expected a mapping with 'pair' "
+                "(two object names), optional 'line' ([mass, width] in GeV) and "
+                "'recoil' (object names)"
+            )
+            raise ConfigError(msg)
+        (columns,) = _mass_pair_columns([pair], parton_names, key="pair_frames")
+        recoil = []
+        for obj in entry.get("recoil") or []:
+            (found,) = _mass_pair_columns(
+                [[obj, obj]], parton_names, key="pair_frames"
+            )
+            recoil.append([found[0], found[2]])
+        out.append(
+            {
+                "pair": columns,
+                "line": entry.get("line"),
+                "recoil": recoil,
+                "reference": bool(entry.get("reference", False)),
+            }
+        )
+    return out
 
 
 def _check_sizes(n_blocks, subnet_hidden, condition_hidden, condition_dim, clamp):

@@ -1,0 +1,427 @@
+"""Rest-frame coordinates of a two-body resonance decay, as an exact bijector.
+
+A massless pair from a resonance decay (the W's quarks, the Z's leptons) is fixed by
+six numbers. In the lab frame, (pt, eta, phi) of both objects, the resonance's
+narrow line and the transverse-momentum balance of the event are thin curved
+ridges: the flow must learn a 2 GeV constraint in coordinates that spread over a
+TeV. ``PairFrame`` trades the lab coordinates of one pair for
+
+- ``kx, ky``: the pair's transverse momentum plus that of the ``recoil`` objects
+  (GeV). With the rest of the hard process as recoil (the Z's leptons for the W's
+  quarks), this is the transverse momentum of the whole hard process: zero up to
+  the primordial kT of the beams, whatever the detector saw.
+- ``y``: the pair's rapidity.
+- ``m``: the pair's invariant mass (GeV), a ``mass`` column of the flow, so that
+  ``ColumnTransform`` can map it through its Breit-Wigner line.
+- ``a, b``: the decay direction. The pair is labelled by the rest frame (reached
+  from the lab by a pure boost, axes rotated so that the first axis is the pair's
+  transverse direction): ``n = (n_par, n_perp, n_z)`` is the direction of the
+  object that goes forwards (``n_par > 0``), and the hemisphere is mapped onto the
+  plane by the equal-area map ``(a, b) = sqrt(-2 log n_par) (n_perp, n_z) /
+  |(n_perp, n_z)|``: an isotropic decay gives a unit normal ``(a, b)``, the
+  forward pole is the origin, and there is no edge and no seam (an azimuth would
+  have one). ``forward`` returns the two objects ordered by pT (first column pair
+  the leading one), the way the prepared data label them; reordering two objects
+  is a permutation, so every draw is pT-ordered with no rejection.
+
+Column slots: the six indices ``(pt1, eta1, phi1, pt2, eta2, phi2)`` of the pair
+hold ``(kx, y, ky, m, a, b)`` on the forward input. ``forward`` maps these to the
+lab; the recoil columns are read in physics units and not changed, so the map is
+triangular and its Jacobian is that of the pair alone. From the two-body phase
+space of massless objects, ``d3p1/E1 d3p2/E2 = (m / 2) dm d2P_T dy dOmega*``, and
+``dOmega* = n_par da db = exp(-(a^2 + b^2) / 2) da db``::
+
+    log |det d(lab) / d(kx, y, ky, m, a, b)| = log(m / 2) - (a^2 + b^2) / 2
+                                             - log pt1 - log pt2
+
+All arithmetic is in float64 (boosts of a 40 GeV rest-frame momentum to the TeV
+scale lose digits in float32).
+"""
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from cinnflow.errors import ConfigError
+
+tfb = tfp.bijectors
+
+__all__ = [
+    "PairFrame",
+    "detector_frame_features",
+    "detector_reference",
+    "frame_coordinates",
+    "n_frame_features",
+    "reference_basis",
+]
+
+# Bounds of the recoil-solved detector pTs (GeV) among the condition features.
+_SOLVED_PT_RANGE = (1.0, 5000.0)
+
+
+def n_frame_features(recoil):
+    """Number of condition features of one frame (``detector_frame_features``)."""
+    return 13 if recoil else 7
+
+# Floor of n_par in the equal-area map: a decay exactly perpendicular to the pair's
+# transverse direction (measure zero) gives a large but finite (a, b).
+_EQUATOR_FLOOR = 1e-12
+
+
+def _lab_vectors(pt, eta, phi):
+    """(E, px, py, pz) of massless objects."""
+    return (
+        pt * tf.cosh(eta),
+        pt * tf.cos(phi),
+        pt * tf.sin(phi),
+        pt * tf.sinh(eta),
+    )
+
+
+def _pair_mass(pt1, eta1, phi1, pt2, eta2, phi2):
+    """Invariant mass of two massless objects, without cancellation."""
+    separation = 2.0 * tf.square(tf.sinh(0.5 * (eta1 - eta2))) + 2.0 * tf.square(
+        tf.sin(0.5 * (phi1 - phi2))
+    )
+    return tf.sqrt(2.0 * pt1 * pt2 * separation)
+
+
+def _recoil(x, recoil):
+    """Sum of the transverse momenta (px, py) of the recoil (pt, phi) columns."""
+    rx = tf.zeros_like(x[..., 0])
+    ry = tf.zeros_like(x[..., 0])
+    for pt_col, phi_col in recoil:
+        rx += x[..., pt_col] * tf.cos(x[..., phi_col])
+        ry += x[..., pt_col] * tf.sin(x[..., phi_col])
+    return rx, ry
+
+
+def _rest_direction(pt1, eta1, phi1, pt2, eta2, phi2):
+    """Pair kinematics and object 1's rest-frame direction in the frame axes.
+
+    Returns:
+        tuple ``(px, py, pz, m, rapidity, n)`` with ``n = (n_par, n_perp, n_z)``.
+    """
+    e1, x1, y1, z1 = _lab_vectors(pt1, eta1, phi1)
+    e2, x2, y2, z2 = _lab_vectors(pt2, eta2, phi2)
+    energy, px, py, pz = e1 + e2, x1 + x2, y1 + y2, z1 + z2
+    m = _pair_mass(pt1, eta1, phi1, pt2, eta2, phi2)
+    pt_pair = tf.sqrt(tf.square(px) + tf.square(py))
+    rapidity = tf.asinh(pz / tf.sqrt(tf.square(m) + tf.square(pt_pair)))
+    # Pure boost of object 1 into the pair's rest frame.
+    dot = px * x1 + py * y1 + pz * z1
+    shift = dot / (m * (energy + m)) - e1 / m
+    sx, sy, sz = x1 + shift * px, y1 + shift * py, z1 + shift * pz
+    norm = tf.sqrt(tf.square(sx) + tf.square(sy) + tf.square(sz))
+    nx, ny, nz = sx / norm, sy / norm, sz / norm
+    phi_pair = tf.atan2(py, px)
+    cos_w, sin_w = tf.cos(phi_pair), tf.sin(phi_pair)
+    n = (nx * cos_w + ny * sin_w, -nx * sin_w + ny * cos_w, nz)
+    return px, py, pz, m, rapidity, n
+
+
+def reference_basis(reference):
+    """Orthonormal basis ``(e1, e2, e3)`` with ``e1`` along ``reference`` (n, 3).
+
+    ``e2`` is the frame's beam axis made orthogonal to ``e1`` (undefined only for a
+    reference exactly along the beam). None gives the frame axes themselves.
+    """
+    if reference is None:
+        return None
+    ref = tf.cast(reference, tf.float64)
+    norm = tf.maximum(tf.norm(ref, axis=-1), 1e-300)
+    p, q, r = (ref[..., i] / norm for i in range(3))
+    d = tf.sqrt(tf.maximum(1.0 - tf.square(r), 1e-12))
+    e2 = (-r * p / d, -r * q / d, d)
+    e3 = (q * e2[2] - r * e2[1], r * e2[0] - p * e2[2], p * e2[1] - q * e2[0])
+    return (p, q, r), e2, e3
+
+
+def _dot(u, v):
+    return u[0] * v[0] + u[1] * v[1] + u[2] * v[2]
+
+
+def frame_coordinates(
+    pt1, eta1, phi1, pt2, eta2, phi2, rx=0.0, ry=0.0, reference=None
+):
+    """Rest-frame coordinates of massless pairs (the inverse of ``PairFrame``).
+
+    Args:
+        pt1, eta1, phi1, pt2, eta2, phi2: float64 tensors of the two objects.
+        rx, ry: transverse momentum of the recoil objects (GeV).
+        reference: None, or (n, 3) directions in the frame axes that take the
+            place of the pair's transverse direction as the pole of the direction
+            map (``PairFrame(reference=True)``).
+
+    Returns:
+        tuple ``(kx, y, ky, m, a, b, n_par)`` of float64 tensors; ``n_par`` is the
+        cosine between the forward object's rest-frame direction and the pole.
+    """
+    px, py, _, m, rapidity, n = _rest_direction(pt1, eta1, phi1, pt2, eta2, phi2)
+    basis = reference_basis(reference)
+    if basis is not None:
+        n = tuple(_dot(n, e) for e in basis)
+    # The object that goes forwards along the pole (object 2 goes along -n).
+    sign = tf.where(n[0] < 0.0, -tf.ones_like(n[0]), tf.ones_like(n[0]))
+    n = tuple(sign * v for v in n)
+    a, b = _equal_area(*n)
+    return (px + rx, rapidity, py + ry, m, a, b, n[0])
+
+
+def _equal_area(n_par, n_perp, nz):
+    """(a, b) of a forward unit vector; -2 log n_par = -log1p(-t), t = |n_T|^2."""
+    t = tf.minimum(tf.square(n_perp) + tf.square(nz), 1.0 - _EQUATOR_FLOOR)
+    safe = tf.maximum(t, 1e-300)
+    # sqrt(-log1p(-t) / t) -> 1 + t / 4 for small t (no 0 / 0 at the pole).
+    ratio = tf.where(t < 1e-8, 1.0 + 0.25 * t, tf.sqrt(-tf.math.log1p(-safe) / safe))
+    return ratio * n_perp, ratio * nz
+
+
+def _lab_objects(kx, rapidity, ky, m, a, b, rx, ry, reference=None):
+    """(pt, eta, phi) of both objects from frame coordinates (float64)."""
+    px, py = kx - rx, ky - ry
+    pt_pair = tf.sqrt(tf.square(px) + tf.square(py))
+    m_t = tf.sqrt(tf.square(m) + tf.square(pt_pair))
+    energy, pz = m_t * tf.cosh(rapidity), m_t * tf.sinh(rapidity)
+    s = tf.square(a) + tf.square(b)
+    # Inverse of _equal_area: n_par = exp(-s / 2), |n_T| = sqrt(1 - exp(-s)).
+    safe = tf.maximum(s, 1e-300)
+    ratio = tf.where(s < 1e-8, 1.0 - 0.25 * s, tf.sqrt(-tf.math.expm1(-safe) / safe))
+    local = (tf.exp(-0.5 * s), ratio * a, ratio * b)
+    basis = reference_basis(reference)
+    if basis is None:
+        n_par, n_perp, nz = local
+    else:
+        n_par, n_perp, nz = (
+            sum(local[k] * basis[k][i] for k in range(3)) for i in range(3)
+        )
+    # A pair at rest in the transverse plane has no direction: atan2(0, 0) = 0.
+    phi_pair = tf.atan2(py, px)
+    cos_w, sin_w = tf.cos(phi_pair), tf.sin(phi_pair)
+    nx = n_par * cos_w - n_perp * sin_w
+    ny = n_par * sin_w + n_perp * cos_w
+    # Boost of (m/2)(1, +-n) to the lab: p = +-(m/2) n + P ((+-P.n) / (2 (E + m))
+    # + 1/2).
+    along = (px * nx + py * ny + pz * nz) / (2.0 * (energy + m))
+    objects = []
+    for sign in (1.0, -1.0):
+        c = sign * along + 0.5
+        qx = sign * 0.5 * m * nx + c * px
+        qy = sign * 0.5 * m * ny + c * py
+        qz = sign * 0.5 * m * nz + c * pz
+        pt = tf.sqrt(tf.square(qx) + tf.square(qy))
+        objects.append((pt, tf.asinh(qz / pt), tf.atan2(qy, qx)))
+    # Leading object first, as the prepared data label the pair.
+    swap = objects[1][0] > objects[0][0]
+    first = tuple(tf.where(swap, v2, v1) for v1, v2 in zip(*objects, strict=True))
+    second = tuple(tf.where(swap, v1, v2) for v1, v2 in zip(*objects, strict=True))
+    return (first, second), s
+
+
+def detector_reference(c_detector, pair):
+    """Rest-frame direction (n, 3) of the first detector object, frame axes."""
+    c = tf.cast(c_detector, tf.float64)
+    columns = [c[:, i] for i in pair]
+    columns[0] = tf.maximum(columns[0], 1e-3)
+    columns[3] = tf.maximum(columns[3], 1e-3)
+    n = _rest_direction(*columns)[-1]
+    n = [tf.where(tf.math.is_finite(v), v, tf.zeros_like(v)) for v in n]
+    # A non-finite direction (collinear objects) becomes the frame's first axis.
+    n[0] = tf.where(_dot(n, n) > 0.5, n[0], tf.ones_like(n[0]))
+    return tf.cast(tf.stack(n, axis=-1), tf.float32)
+
+
+class PairFrame(tfb.Bijector):
+    """Lab coordinates of a massless pair <-> its rest-frame coordinates.
+
+    See the module docstring for the coordinates and the Jacobian.
+    """
+
+    def __init__(self, pair, *, recoil=(), reference=False, name="pair_frame_00"):
+        """Build the bijector.
+
+        Args:
+            pair: six column indices ``(pt1, eta1, phi1, pt2, eta2, phi2)``; on the
+                forward input they hold ``(kx, y, ky, m, a, b)``.
+            recoil: ``(pt, phi)`` column indices of objects whose transverse
+                momentum is added to the pair's in ``(kx, ky)``; they must not be
+                columns of the pair.
+            reference: if True, the pole of the direction map is a direction
+                (n, 3) in the frame axes passed as ``conditional_input`` (e.g. that
+                of the matched detector objects, ``detector_reference``) instead
+                of the pair's transverse direction: the forward object is the one
+                closer to it, and a posterior around the measured decay is a
+                posterior around the origin of ``(a, b)``.
+            name: bijector name.
+
+        Raises:
+            ConfigError: for repeated columns or recoil columns inside the pair.
+        """
+        parameters = dict(locals())
+        self._pair = tuple(int(i) for i in pair)
+        self._recoil = tuple((int(p), int(f)) for p, f in recoil)
+        self._reference = bool(reference)
+        recoil_columns = [i for p in self._recoil for i in p]
+        if len(self._pair) != 6 or len(set(self._pair)) != 6:
+            msg = f"pair columns {self._pair!r}: expected six distinct columns"
+            raise ConfigError(msg)
+        if set(recoil_columns) & set(self._pair) or len(set(recoil_columns)) != len(
+            recoil_columns
+        ):
+            msg = (
+                f"recoil columns {self._recoil!r}: expected distinct (pt, phi) "
+                f"columns outside the pair {self._pair!r}"
+            )
+            raise ConfigError(msg)
+        super().__init__(
+            forward_min_event_ndims=1,
+            validate_args=False,
+            parameters=parameters,
+            name=name,
+        )
+
+    @property
+    def pair(self):
+        """Column indices ``(pt1, eta1, phi1, pt2, eta2, phi2)``."""
+        return self._pair
+
+    @property
+    def recoil(self):
+        """``(pt, phi)`` column indices of the recoil objects."""
+        return self._recoil
+
+    @property
+    def reference(self):
+        """Whether the direction map's pole is a conditional input."""
+        return self._reference
+
+    @property
+    def mass_slot(self):
+        """Column index that holds the pair mass on the forward input."""
+        return self._pair[3]
+
+    @property
+    def flow_kinds(self):
+        """Kinds of the six slots on the forward input (for ``ColumnTransform``)."""
+        return ("other", "eta", "other", "mass", "other", "other")
+
+    def _columns(self, x):
+        return [tf.cast(x[..., i], tf.float64) for i in self._pair]
+
+    def _recoil64(self, x):
+        rx, ry = _recoil(tf.cast(x, tf.float64), self._recoil)
+        return rx, ry
+
+    def _pole(self, conditional_input):
+        if not self._reference:
+            return None
+        if conditional_input is None:
+            msg = (
+                f"bijector {self.name!r} was built with reference=True and needs "
+                "the reference directions (n, 3) as conditional_input"
+            )
+            raise ValueError(msg)
+        return conditional_input
+
+    def _scatter(self, x, values):
+        columns = tf.range(tf.shape(x)[-1])
+        out = x
+        for slot, value in zip(self._pair, values, strict=True):
+            out = tf.where(
+                tf.equal(columns, slot), tf.cast(value, x.dtype)[..., None], out
+            )
+        return out
+
+    def _forward(self, x, conditional_input=None):
+        rx, ry = self._recoil64(x)
+        pole = self._pole(conditional_input)
+        objects, _ = _lab_objects(*self._columns(x), rx, ry, pole)
+        return self._scatter(x, [v for obj in objects for v in obj])
+
+    def _inverse(self, y, conditional_input=None):
+        rx, ry = self._recoil64(y)
+        pole = self._pole(conditional_input)
+        coords = frame_coordinates(*self._columns(y), rx, ry, pole)
+        return self._scatter(y, coords[:6])
+
+    def _forward_log_det_jacobian(self, x, conditional_input=None):
+        rx, ry = self._recoil64(x)
+        pole = self._pole(conditional_input)
+        kx, rapidity, ky, m, a, b = self._columns(x)
+        objects, s = _lab_objects(kx, rapidity, ky, m, a, b, rx, ry, pole)
+        value = (
+            tf.math.log(0.5 * m)
+            - 0.5 * s
+            - tf.math.log(objects[0][0])
+            - tf.math.log(objects[1][0])
+        )
+        return tf.cast(value, x.dtype)
+
+    def _inverse_log_det_jacobian(self, y, conditional_input=None):
+        rx, ry = self._recoil64(y)
+        pole = self._pole(conditional_input)
+        columns = self._columns(y)
+        _, _, _, m, a, b, _ = frame_coordinates(*columns, rx, ry, pole)
+        s = tf.square(a) + tf.square(b)
+        value = (
+            -tf.math.log(0.5 * m)
+            + 0.5 * s
+            + tf.math.log(columns[0])
+            + tf.math.log(columns[3])
+        )
+        return tf.cast(value, y.dtype)
+
+
+def detector_frame_features(c_detector, pair, recoil):
+    """Frame coordinates of detector objects, bounded, as condition features.
+
+    With recoil objects, the pair's transverse momentum is also read off the
+    recoil (``P_T = -sum of the recoil pTs``, exact up to the primordial kT): with
+    the two measured directions it fixes both pTs, ``P_T = pt1 n1 + pt2 n2``, much
+    more precisely than the measured pTs wherever ``sin(phi2 - phi1)`` is not small
+    (the solve amplifies the recoil's error by its inverse).
+
+    Args:
+        c_detector: float tensor (n, n_detector).
+        pair: six detector column indices (pt, eta, phi of both objects).
+        recoil: (pt, phi) detector column indices of the recoil objects.
+
+    Returns:
+        float32 tensor (n, n_frame_features(recoil)): kx, ky (GeV), y, log(m + 1
+        GeV), a, b, n_par of the measured objects; with recoil also the log of the
+        two recoil-solved pTs (measured pT where the solve gives none in
+        [1, 5000] GeV), log |sin(phi2 - phi1)|, and log(m + 1 GeV), a, b of the
+        pair with the solved pTs.
+    """
+    c = tf.cast(c_detector, tf.float64)
+    columns = [c[:, i] for i in pair]
+    # Zero-pt objects (a missing jet) would give NaN angles: floor at 1 MeV.
+    columns[0] = tf.maximum(columns[0], 1e-3)
+    columns[3] = tf.maximum(columns[3], 1e-3)
+    rx, ry = _recoil(c, recoil)
+    kx, rapidity, ky, m, a, b, n_par = frame_coordinates(*columns, rx, ry)
+    features = [kx, ky, rapidity, tf.math.log(m + 1.0), a, b, n_par]
+    if recoil:
+        phi1, phi2 = columns[2], columns[5]
+        sine = tf.sin(phi2 - phi1)
+        safe = tf.where(tf.abs(sine) < 1e-9, 1e-9 * tf.ones_like(sine), sine)
+        solved1 = (-rx * tf.sin(phi2) + ry * tf.cos(phi2)) / safe
+        solved2 = (rx * tf.sin(phi1) - ry * tf.cos(phi1)) / safe
+        low, high = _SOLVED_PT_RANGE
+        valid = (
+            (solved1 > low) & (solved1 < high) & (solved2 > low) & (solved2 < high)
+        )
+        solved1 = tf.where(valid, solved1, columns[0])
+        solved2 = tf.where(valid, solved2, columns[3])
+        solved = list(columns)
+        solved[0], solved[3] = solved1, solved2
+        _, _, _, m_s, a_s, b_s, _ = frame_coordinates(*solved, rx, ry)
+        features += [
+            tf.math.log(solved1),
+            tf.math.log(solved2),
+            tf.math.log(tf.maximum(tf.abs(sine), 1e-3)),
+            tf.math.log(m_s + 1.0),
+            a_s,
+            b_s,
+        ]
+    features = [tf.where(tf.math.is_finite(f), f, tf.zeros_like(f)) for f in features]
+    return tf.cast(tf.stack(features, axis=-1), tf.float32)

@@ -1,0 +1,269 @@
+"""Rest-frame coordinates of resonance pairs (model.pair_frames)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cinnflow.config import check_pair_frames
+from cinnflow.errors import ConfigError
+from cinnflow.flows import ConditionalINN
+from cinnflow.flows.frames import PairFrame, frame_coordinates
+
+NAMES = [f"{o}_{f}" for o in ("q1", "q2", "l1", "l2") for f in ("pt", "eta", "phi")]
+KINDS = ["pt", "eta", "phi"] * 4
+W_LINE = [80.385, 2.085]
+SMALL = dict(n_blocks=2, subnet_hidden=[8], condition_hidden=[8], condition_dim=2)
+
+
+def _events(rng, n):
+    """Massless objects q1, q2, l1, l2 with the quarks pT-ordered."""
+    x = np.empty((n, 12))
+    x[:, 0::3] = rng.uniform(20.0, 150.0, (n, 4))
+    x[:, 1::3] = rng.normal(0.0, 1.2, (n, 4))
+    x[:, 2::3] = rng.uniform(-3.0, 3.0, (n, 4))
+    x[:, [0, 3]] = np.sort(x[:, [0, 3]], axis=1)[:, ::-1]
+    return x
+
+
+def _four_vectors(x, obj):
+    pt, eta, phi = x[:, 3 * obj], x[:, 3 * obj + 1], x[:, 3 * obj + 2]
+    return np.stack(
+        [pt * np.cosh(eta), pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)], 1
+    )
+
+
+@pytest.mark.parametrize("reference", [False, True])
+@pytest.mark.parametrize("recoil", [(), ((6, 8), (9, 11))])
+def test_pair_frame_round_trips_with_the_exact_log_det(recoil, reference):
+    x = _events(np.random.default_rng(1), 40)
+    kwargs = {}
+    if reference:
+        pole = np.random.default_rng(2).normal(size=(40, 3))
+        kwargs = {"conditional_input": tf.constant(pole / 2.0)}  # any length
+
+    def frame():  # a fresh bijector each time: TFP caches its results
+        return PairFrame((0, 1, 2, 3, 4, 5), recoil=recoil, reference=reference)
+
+    flow = tf.constant(frame().inverse(tf.constant(x), **kwargs).numpy())
+    back = frame().forward(flow, **kwargs).numpy()
+    np.testing.assert_allclose(back, x, rtol=1e-9, atol=1e-9)
+    with tf.GradientTape() as tape:
+        tape.watch(flow)
+        out = frame().forward(flow, **kwargs)
+    jacobian = tape.batch_jacobian(out, flow).numpy()
+    sign, autodiff = np.linalg.slogdet(jacobian)
+    assert np.all(sign != 0)
+    fldj = frame().forward_log_det_jacobian(flow, event_ndims=1, **kwargs).numpy()
+    np.testing.assert_allclose(fldj, autodiff, rtol=1e-9, atol=1e-9)
+    ildj = frame().inverse_log_det_jacobian(x, event_ndims=1, **kwargs).numpy()
+    np.testing.assert_allclose(ildj, -autodiff, rtol=1e-9, atol=1e-9)
+    # float32 columns (as in the flow) keep float32 and agree to float32 precision.
+    flow32 = frame().inverse(tf.constant(x, tf.float32), **kwargs)
+    assert flow32.dtype == tf.float32
+    np.testing.assert_allclose(flow32.numpy(), flow.numpy(), rtol=2e-4, atol=2e-4)
+    if reference:
+        with pytest.raises(ValueError, match="needs the reference directions"):
+            frame().forward(flow)
+
+
+def test_a_reference_pole_puts_the_measured_decay_at_the_origin():
+    from cinnflow.flows.frames import detector_reference
+
+    x = _events(np.random.default_rng(4), 300)
+    pole = detector_reference(x, [0, 1, 2, 3, 4, 5])
+    flow = PairFrame((0, 1, 2, 3, 4, 5), reference=True).inverse(
+        x, conditional_input=pole
+    )
+    # The pair's own direction as the pole: a = b = 0 exactly.
+    np.testing.assert_allclose(flow.numpy()[:, 4:6], 0.0, atol=1e-4)
+    # A slightly different (measured) direction: small (a, b).
+    noisy = x * (1.0 + np.random.default_rng(5).normal(0.0, 0.02, x.shape))
+    near = PairFrame((0, 1, 2, 3, 4, 5), reference=True).inverse(
+        x, conditional_input=detector_reference(noisy, [0, 1, 2, 3, 4, 5])
+    )
+    assert np.median(np.hypot(near.numpy()[:, 4], near.numpy()[:, 5])) < 0.1
+
+
+def test_frame_coordinates_are_the_pair_and_event_kinematics():
+    x = _events(np.random.default_rng(2), 200)
+    flow = PairFrame((0, 1, 2, 3, 4, 5), recoil=((6, 8), (9, 11))).inverse(x).numpy()
+    q1, q2, l1, l2 = (_four_vectors(x, i) for i in range(4))
+    pair = q1 + q2
+    mass = np.sqrt(pair[:, 0] ** 2 - np.sum(pair[:, 1:] ** 2, axis=1))
+    np.testing.assert_allclose(flow[:, 3], mass, rtol=1e-6)
+    rapidity = 0.5 * np.log((pair[:, 0] + pair[:, 3]) / (pair[:, 0] - pair[:, 3]))
+    np.testing.assert_allclose(flow[:, 1], rapidity, rtol=1e-7, atol=1e-7)
+    # kx, ky: transverse momentum of all four objects together.
+    total = q1 + q2 + l1 + l2
+    np.testing.assert_allclose(flow[:, [0, 2]], total[:, 1:3], rtol=1e-9, atol=1e-9)
+    # (a, b) is the equal-area image of the rest-frame direction of the quark that
+    # goes forwards along the pair's pT: n_par = exp(-(a^2 + b^2) / 2) = |n1_par|.
+    s = flow[:, 4] ** 2 + flow[:, 5] ** 2
+    boost = pair[:, 1:] / pair[:, :1]
+    gamma = pair[:, 0] / mass
+    along = np.sum(q1[:, 1:] * boost, axis=1) / np.sum(boost**2, axis=1)
+    rest = q1[:, 1:] + ((gamma - 1.0) * along - gamma * q1[:, 0])[:, None] * boost
+    n = rest / np.linalg.norm(rest, axis=1, keepdims=True)
+    transverse = pair[:, 1:3] / np.linalg.norm(pair[:, 1:3], axis=1, keepdims=True)
+    n_par = np.sum(n[:, :2] * transverse, axis=1)
+    np.testing.assert_allclose(np.exp(-0.5 * s), np.abs(n_par), rtol=1e-7, atol=1e-7)
+    assert 0.1 < np.mean(n_par < 0) < 0.9  # the leading quark can go backwards
+
+
+def test_isotropic_decays_give_unit_normal_direction_coordinates():
+    from scipy import stats
+
+    rng = np.random.default_rng(8)
+    n = 20_000
+    cos_t, phi = rng.uniform(-1, 1, n), rng.uniform(-np.pi, np.pi, n)
+    direction = np.stack(
+        [np.sqrt(1 - cos_t**2) * np.cos(phi), np.sqrt(1 - cos_t**2) * np.sin(phi), cos_t]
+    )
+    flow = np.zeros((n, 6))
+    flow[:, 0] = 60.0  # pair pT along x; rest-frame direction as drawn
+    flow[:, 3] = 80.0
+    x = PairFrame((0, 1, 2, 3, 4, 5)).forward(
+        np.concatenate([flow[:, :4], _equal_area_np(direction)], axis=1)
+    )
+    back = PairFrame((0, 1, 2, 3, 4, 5)).inverse(tf.constant(x.numpy())).numpy()
+    for column in (4, 5):
+        assert stats.kstest(back[:, column], "norm").pvalue > 0.01
+    # The leading quark comes first in every event.
+    assert np.all(x.numpy()[:, 0] >= x.numpy()[:, 3])
+
+
+def _equal_area_np(direction):
+    """(a, b) of isotropic directions (n_par along x), forward hemisphere."""
+    d = direction * np.where(direction[0] < 0, -1.0, 1.0)
+    r = np.sqrt(-2.0 * np.log(d[0]))
+    t = np.hypot(d[1], d[2])
+    return np.stack([r * d[1] / t, r * d[2] / t], axis=1)
+
+
+def test_a_balanced_event_has_zero_recoil_and_a_forward_leading_quark():
+    # A W of pT 100 GeV along x decaying along its flight direction, a Z against it.
+    m, pt = 80.0, 100.0
+    flow = np.array([[0.0, 0.0, 0.0, m, 0.0, 0.0, 0, 0, 0, 0, 0, 0]])
+    flow[0, 6:] = [60.0, 0.3, np.pi, 40.0, -0.2, np.pi]  # leptons: pT 100 along -x
+    x = PairFrame((0, 1, 2, 3, 4, 5), recoil=((6, 8), (9, 11))).forward(flow).numpy()
+    energy = np.hypot(m, pt)
+    # Along the boost: q1 = (E + p)/2 forward, q2 = (E - p)/2 backwards.
+    np.testing.assert_allclose(x[0, [0, 3]], [(energy + pt) / 2, (energy - pt) / 2])
+    np.testing.assert_allclose(x[0, [1, 4]], 0.0, atol=1e-12)
+    np.testing.assert_allclose(x[0, 2], 0.0, atol=1e-12)
+    np.testing.assert_allclose(abs(x[0, 5]), np.pi, atol=1e-12)
+    coords = frame_coordinates(*(tf.constant(x[:, i]) for i in range(6)), -100.0, 0.0)
+    np.testing.assert_allclose([c.numpy()[0] for c in coords[:6]], flow[0, :6], atol=1e-9)
+
+
+def _frame_model(rng, n=600, **extra):
+    x = _events(rng, n).astype(np.float32)
+    c = (x * (1.0 + rng.normal(0.0, 0.05, x.shape))).astype(np.float32)
+    cfg = {
+        **SMALL,
+        "clamp": 2.0,
+        "phi_reference": True,
+        "pair_frames": [
+            {
+                "pair": ["q1", "q2"],
+                "line": W_LINE,
+                "recoil": ["l1", "l2"],
+                "reference": True,
+            }
+        ],
+        **extra,
+    }
+    model = ConditionalINN.from_config(cfg, KINDS, KINDS, 0, NAMES)
+    model.adapt(x, c)
+    return model, x, c
+
+
+def test_model_with_a_pair_frame_samples_ordered_lab_quarks(tmp_path):
+    from cinnflow.sampling import sample_posterior
+
+    model, x, c = _frame_model(np.random.default_rng(3))
+    assert model.flow_kinds[:6] == ["other", "eta", "other", "mass", "other", "other"]
+    # phi reference only for the lepton phi columns the flow still models.
+    assert model.phi_reference_index.tolist() == [8, 11]
+    assert model.column_transform.lines == {3: tuple(W_LINE)}
+    assert model.support_order == ((0, 3),)
+    assert model.n_features == 8 + 4 * 3 + 13  # pt, eta; 3 per phi; frame
+    lp = model.log_prob(x[:50], c[:50]).numpy()
+    assert np.all(np.isfinite(lp))
+    draws = sample_posterior(
+        model, c[:30], n_draws=20, batch_size=200, seed=4, support_margin=1.0
+    )
+    assert np.all(np.isfinite(draws)) and np.all(draws[..., 0] >= draws[..., 3])
+    # Inside the support box (clipped draws sit on its float32-rounded edge).
+    low, high = (b.astype(np.float32) for b in model.support(1.0))
+    assert np.all((draws >= low) & (draws <= high))
+    model.save(tmp_path / "m")
+    again = ConditionalINN.load(tmp_path / "m")
+    np.testing.assert_allclose(again.log_prob(x[:50], c[:50]).numpy(), lp, rtol=1e-6)
+    assert again.pair_pt_box == model.pair_pt_box
+    same = ConditionalINN.load(tmp_path / "m").sample(c[:5], 3, seed=1)
+    np.testing.assert_array_equal(same, model.sample(c[:5], 3, seed=1))
+
+
+def test_model_frame_config_errors_name_the_problem():
+    rng = np.random.default_rng(5)
+    with pytest.raises(ConfigError, match="share columns"):
+        _frame_model(rng, pair_masses=[["q1", "q2"]])
+    with pytest.raises(ConfigError, match=r"needs parton columns \['w_pt'"):
+        _frame_model(rng, pair_frames=[{"pair": ["w", "q2"]}])
+    with pytest.raises(ConfigError, match="expected a mapping with 'pair'"):
+        _frame_model(rng, pair_frames=[["q1", "q2"]])
+    with pytest.raises(ConfigError, match="recoil columns"):
+        _frame_model(rng, pair_frames=[{"pair": ["q1", "q2"], "recoil": ["q1"]}])
+    with pytest.raises(ConfigError, match="cycle"):
+        _frame_model(
+            rng,
+            pair_frames=[
+                {"pair": ["q1", "q2"], "recoil": ["l1"]},
+                {"pair": ["l1", "l2"], "recoil": ["q1"]},
+            ],
+        )
+    with pytest.raises(ConfigError, match="expected \\(mass, width\\)"):
+        _frame_model(rng, pair_frames=[{"pair": ["q1", "q2"], "line": [80.0, -1.0]}])
+
+
+def test_two_frames_recoiling_one_way_round_trip():
+    model, x, c = _frame_model(
+        np.random.default_rng(6),
+        pair_frames=[
+            {"pair": ["q1", "q2"], "line": W_LINE, "recoil": ["l1", "l2"]},
+            {"pair": ["l1", "l2"], "line": [91.188, 2.495]},
+        ],
+    )
+    # The lepton frame comes first in the forward direction (the W reads its lab
+    # leptons).
+    assert [f.pair for f in model.frames] == [(6, 7, 8, 9, 10, 11), (0, 1, 2, 3, 4, 5)]
+    assert model.phi_reference_index is None
+    assert model.n_features == 8 + 4 * 3 + 13 + 7
+    lp = model.log_prob(x[:20], c[:20]).numpy()
+    assert np.all(np.isfinite(lp))
+    draws = model.sample(c[:10], 5, seed=2)
+    assert np.all(np.isfinite(draws))
+
+
+PROCESS = {
+    "name": "zw",
+    "parton": {
+        "fields": ["pt", "eta", "phi"],
+        "objects": [{"name": n} for n in ("q1", "q2", "l1", "l2")],
+    },
+}
+
+
+def test_parse_time_check_of_pair_frames():
+    check_pair_frames(
+        [{"pair": ["q1", "q2"], "recoil": ["l1", "l2"]}], PROCESS, pair_masses=None
+    )
+    with pytest.raises(ConfigError, match=r"\['x'\] are not parton objects"):
+        check_pair_frames([{"pair": ["q1", "x"]}], PROCESS)
+    with pytest.raises(ConfigError, match=r"use \['q1', 'q2'\] more than once"):
+        check_pair_frames([{"pair": ["q1", "q2"]}], PROCESS, pair_masses=[["q1", "q2"]])
+    with pytest.raises(ConfigError, match="recoil objects"):
+        check_pair_frames([{"pair": ["q1", "q2"], "recoil": ["q2"]}], PROCESS)
+    with pytest.raises(ConfigError, match="recoil objects"):
+        check_pair_frames([{"pair": ["q1", "q2"], "recoil": ["j7"]}], PROCESS)
