@@ -32,17 +32,22 @@ def _four_vectors(x, obj):
     )
 
 
+@pytest.mark.parametrize("ordered", [True, False])
 @pytest.mark.parametrize("reference", [False, True])
 @pytest.mark.parametrize("recoil", [(), ((6, 8), (9, 11))])
-def test_pair_frame_round_trips_with_the_exact_log_det(recoil, reference):
+def test_pair_frame_round_trips_with_the_exact_log_det(recoil, reference, ordered):
     x = _events(np.random.default_rng(1), 40)
+    if not ordered:  # labelled otherwise: half the events with pt1 < pt2
+        x[::2, 0:3], x[::2, 3:6] = x[::2, 3:6].copy(), x[::2, 0:3].copy()
     kwargs = {}
     if reference:
         pole = np.random.default_rng(2).normal(size=(40, 3))
         kwargs = {"conditional_input": tf.constant(pole / 2.0)}  # any length
 
     def frame():  # a fresh bijector each time: TFP caches its results
-        return PairFrame((0, 1, 2, 3, 4, 5), recoil=recoil, reference=reference)
+        return PairFrame(
+            (0, 1, 2, 3, 4, 5), recoil=recoil, reference=reference, ordered=ordered
+        )
 
     flow = tf.constant(frame().inverse(tf.constant(x), **kwargs).numpy())
     back = frame().forward(flow, **kwargs).numpy()
@@ -130,6 +135,37 @@ def test_isotropic_decays_give_unit_normal_direction_coordinates():
         assert stats.kstest(back[:, column], "norm").pvalue > 0.01
     # The leading quark comes first in every event.
     assert np.all(x.numpy()[:, 0] >= x.numpy()[:, 3])
+
+
+def test_isotropic_labelled_decays_cover_the_sphere_with_unit_normal_coordinates():
+    from scipy import stats
+
+    rng = np.random.default_rng(9)
+    z = rng.normal(size=(20_000, 2))
+    flow = np.zeros((len(z), 6))
+    flow[:, 0], flow[:, 3], flow[:, 4:] = 60.0, 80.0, z
+    x = PairFrame((0, 1, 2, 3, 4, 5), ordered=False).forward(flow).numpy()
+    # Object 1 keeps its label: it is the softer one in about half the events...
+    assert 0.3 < np.mean(x[:, 0] < x[:, 3]) < 0.7
+    # ... and its rest-frame direction is isotropic: n_par uniform on (-1, 1).
+    _, _, _, _, _, _, n_par = frame_coordinates(
+        *(tf.constant(x[:, i]) for i in range(6)), ordered=False
+    )
+    assert stats.kstest((n_par.numpy() + 1.0) / 2.0, "uniform").pvalue > 0.01
+    back = PairFrame((0, 1, 2, 3, 4, 5), ordered=False).inverse(x).numpy()
+    np.testing.assert_allclose(back[:, 4:], z, rtol=1e-6, atol=1e-6)
+
+
+def test_an_ordered_frame_on_unordered_data_says_to_set_ordered_false():
+    from cinnflow.errors import CinnflowError
+
+    rng = np.random.default_rng(10)
+    with pytest.raises(CinnflowError, match="set ordered: false"):
+        _frame_model(rng, pair_frames=[{"pair": ["l1", "l2"]}])
+    model, _, _ = _frame_model(
+        rng, pair_frames=[{"pair": ["l1", "l2"], "ordered": False}]
+    )
+    assert model.support_order == ()
 
 
 def _equal_area_np(direction):
@@ -232,7 +268,7 @@ def test_two_frames_recoiling_one_way_round_trip():
         np.random.default_rng(6),
         pair_frames=[
             {"pair": ["q1", "q2"], "line": W_LINE, "recoil": ["l1", "l2"]},
-            {"pair": ["l1", "l2"], "line": [91.188, 2.495]},
+            {"pair": ["l1", "l2"], "line": [91.188, 2.495], "ordered": False},
         ],
     )
     # The lepton frame comes first in the forward direction (the W reads its lab

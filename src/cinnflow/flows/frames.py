@@ -22,7 +22,10 @@ TeV. ``PairFrame`` trades the lab coordinates of one pair for
   forward pole is the origin, and there is no edge and no seam (an azimuth would
   have one). ``forward`` returns the two objects ordered by pT (first column pair
   the leading one), the way the prepared data label them; reordering two objects
-  is a permutation, so every draw is pT-ordered with no rejection.
+  is a permutation, so every draw is pT-ordered with no rejection. A pair
+  labelled otherwise (the leptons by charge; ``ordered=False``) keeps its labels:
+  the direction of object 1 on the whole sphere, ``a^2 + b^2 = -2 log((1 + n_par)
+  / 2)``, again unit normal for an isotropic decay.
 
 Column slots: the six indices ``(pt1, eta1, phi1, pt2, eta2, phi2)`` of the pair
 hold ``(kx, y, ky, m, a, b)`` on the forward input. ``forward`` maps these to the
@@ -37,6 +40,8 @@ space of massless objects, ``d3p1/E1 d3p2/E2 = (m / 2) dm d2P_T dy dOmega*``, an
 All arithmetic is in float64 (boosts of a 40 GeV rest-frame momentum to the TeV
 scale lose digits in float32).
 """
+
+import math
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -141,7 +146,7 @@ def _dot(u, v):
 
 
 def frame_coordinates(
-    pt1, eta1, phi1, pt2, eta2, phi2, rx=0.0, ry=0.0, reference=None
+    pt1, eta1, phi1, pt2, eta2, phi2, rx=0.0, ry=0.0, reference=None, ordered=True
 ):
     """Rest-frame coordinates of massless pairs (the inverse of ``PairFrame``).
 
@@ -151,6 +156,9 @@ def frame_coordinates(
         reference: None, or (n, 3) directions in the frame axes that take the
             place of the pair's transverse direction as the pole of the direction
             map (``PairFrame(reference=True)``).
+        ordered: True for a pair of like objects labelled by pT (the direction
+            of the forward one, on a hemisphere); False for a pair labelled
+            otherwise (by charge): object 1's direction on the whole sphere.
 
     Returns:
         tuple ``(kx, y, ky, m, a, b, n_par)`` of float64 tensors; ``n_par`` is the
@@ -160,10 +168,13 @@ def frame_coordinates(
     basis = reference_basis(reference)
     if basis is not None:
         n = tuple(_dot(n, e) for e in basis)
-    # The object that goes forwards along the pole (object 2 goes along -n).
-    sign = tf.where(n[0] < 0.0, -tf.ones_like(n[0]), tf.ones_like(n[0]))
-    n = tuple(sign * v for v in n)
-    a, b = _equal_area(*n)
+    if ordered:
+        # The object that goes forwards along the pole (object 2 goes along -n).
+        sign = tf.where(n[0] < 0.0, -tf.ones_like(n[0]), tf.ones_like(n[0]))
+        n = tuple(sign * v for v in n)
+        a, b = _equal_area(*n)
+    else:
+        a, b = _sphere_area(*n)
     return (px + rx, rapidity, py + ry, m, a, b, n[0])
 
 
@@ -176,17 +187,56 @@ def _equal_area(n_par, n_perp, nz):
     return ratio * n_perp, ratio * nz
 
 
-def _lab_objects(kx, rapidity, ky, m, a, b, rx, ry, reference=None):
+def _sphere_area(u, v, w):
+    """(a, b) of a unit vector on the whole sphere, pole (1, 0, 0) at the origin.
+
+    ``a^2 + b^2 = -2 log((1 + u) / 2)``: isotropic directions give a unit normal
+    (a, b); only the antipode (u = -1) is not reached.
+    """
+    t = tf.square(v) + tf.square(w)
+    one_plus = tf.maximum(1.0 + u, _EQUATOR_FLOOR)
+    # (1 - u) / 2 = t / (2 (1 + u)), without cancellation near the pole.
+    half_gap = tf.minimum(t / (2.0 * one_plus), 1.0 - _EQUATOR_FLOOR)
+    safe = tf.maximum(t, 1e-300)
+    ratio = tf.where(
+        t < 1e-12,
+        tf.sqrt(1.0 / one_plus),
+        tf.sqrt(-2.0 * tf.math.log1p(-half_gap) / safe),
+    )
+    return ratio * v, ratio * w
+
+
+def _from_sphere_area(s, a, b):
+    """Inverse of ``_sphere_area``: (u, v, w) from (a, b), s = a^2 + b^2."""
+    e = tf.exp(-0.5 * s)
+    safe = tf.maximum(s, 1e-300)
+    # |(v, w)| / sqrt(s) = 2 sqrt(e (1 - e) / s) -> sqrt(2) (1 - 3 s / 8).
+    ratio = tf.where(
+        s < 1e-8,
+        math.sqrt(2.0) * (1.0 - 0.375 * s),
+        2.0 * tf.sqrt(e * -tf.math.expm1(-0.5 * safe) / safe),
+    )
+    return 2.0 * e - 1.0, ratio * a, ratio * b
+
+
+def _lab_objects(
+    kx, rapidity, ky, m, a, b, rx, ry, reference=None, ordered=True
+):
     """(pt, eta, phi) of both objects from frame coordinates (float64)."""
     px, py = kx - rx, ky - ry
     pt_pair = tf.sqrt(tf.square(px) + tf.square(py))
     m_t = tf.sqrt(tf.square(m) + tf.square(pt_pair))
     energy, pz = m_t * tf.cosh(rapidity), m_t * tf.sinh(rapidity)
     s = tf.square(a) + tf.square(b)
-    # Inverse of _equal_area: n_par = exp(-s / 2), |n_T| = sqrt(1 - exp(-s)).
-    safe = tf.maximum(s, 1e-300)
-    ratio = tf.where(s < 1e-8, 1.0 - 0.25 * s, tf.sqrt(-tf.math.expm1(-safe) / safe))
-    local = (tf.exp(-0.5 * s), ratio * a, ratio * b)
+    if ordered:
+        # Inverse of _equal_area: n_par = exp(-s / 2), |n_T| = sqrt(1 - exp(-s)).
+        safe = tf.maximum(s, 1e-300)
+        ratio = tf.where(
+            s < 1e-8, 1.0 - 0.25 * s, tf.sqrt(-tf.math.expm1(-safe) / safe)
+        )
+        local = (tf.exp(-0.5 * s), ratio * a, ratio * b)
+    else:
+        local = _from_sphere_area(s, a, b)
     basis = reference_basis(reference)
     if basis is None:
         n_par, n_perp, nz = local
@@ -210,6 +260,8 @@ def _lab_objects(kx, rapidity, ky, m, a, b, rx, ry, reference=None):
         qz = sign * 0.5 * m * nz + c * pz
         pt = tf.sqrt(tf.square(qx) + tf.square(qy))
         objects.append((pt, tf.asinh(qz / pt), tf.atan2(qy, qx)))
+    if not ordered:
+        return tuple(objects), s
     # Leading object first, as the prepared data label the pair.
     swap = objects[1][0] > objects[0][0]
     first = tuple(tf.where(swap, v2, v1) for v1, v2 in zip(*objects, strict=True))
@@ -236,7 +288,9 @@ class PairFrame(tfb.Bijector):
     See the module docstring for the coordinates and the Jacobian.
     """
 
-    def __init__(self, pair, *, recoil=(), reference=False, name="pair_frame_00"):
+    def __init__(
+        self, pair, *, recoil=(), reference=False, ordered=True, name="pair_frame_00"
+    ):
         """Build the bijector.
 
         Args:
@@ -251,6 +305,11 @@ class PairFrame(tfb.Bijector):
                 of the pair's transverse direction: the forward object is the one
                 closer to it, and a posterior around the measured decay is a
                 posterior around the origin of ``(a, b)``.
+            ordered: True (pT-ordered like objects: the forward object's
+                direction on a hemisphere, and ``forward`` returns the objects
+                ordered by pT) or False (objects labelled otherwise, e.g. by
+                charge: object 1's direction on the whole sphere, no reordering;
+                the log-det gains log 2).
             name: bijector name.
 
         Raises:
@@ -260,6 +319,7 @@ class PairFrame(tfb.Bijector):
         self._pair = tuple(int(i) for i in pair)
         self._recoil = tuple((int(p), int(f)) for p, f in recoil)
         self._reference = bool(reference)
+        self._ordered = bool(ordered)
         recoil_columns = [i for p in self._recoil for i in p]
         if len(self._pair) != 6 or len(set(self._pair)) != 6:
             msg = f"pair columns {self._pair!r}: expected six distinct columns"
@@ -293,6 +353,11 @@ class PairFrame(tfb.Bijector):
     def reference(self):
         """Whether the direction map's pole is a conditional input."""
         return self._reference
+
+    @property
+    def ordered(self):
+        """Whether the pair is labelled by pT (hemisphere map, sorted output)."""
+        return self._ordered
 
     @property
     def mass_slot(self):
@@ -334,22 +399,24 @@ class PairFrame(tfb.Bijector):
     def _forward(self, x, conditional_input=None):
         rx, ry = self._recoil64(x)
         pole = self._pole(conditional_input)
-        objects, _ = _lab_objects(*self._columns(x), rx, ry, pole)
+        objects, _ = _lab_objects(*self._columns(x), rx, ry, pole, self._ordered)
         return self._scatter(x, [v for obj in objects for v in obj])
 
     def _inverse(self, y, conditional_input=None):
         rx, ry = self._recoil64(y)
         pole = self._pole(conditional_input)
-        coords = frame_coordinates(*self._columns(y), rx, ry, pole)
+        coords = frame_coordinates(*self._columns(y), rx, ry, pole, self._ordered)
         return self._scatter(y, coords[:6])
 
     def _forward_log_det_jacobian(self, x, conditional_input=None):
         rx, ry = self._recoil64(x)
         pole = self._pole(conditional_input)
         kx, rapidity, ky, m, a, b = self._columns(x)
-        objects, s = _lab_objects(kx, rapidity, ky, m, a, b, rx, ry, pole)
+        objects, s = _lab_objects(
+            kx, rapidity, ky, m, a, b, rx, ry, pole, self._ordered
+        )
         value = (
-            tf.math.log(0.5 * m)
+            tf.math.log((0.5 if self._ordered else 1.0) * m)
             - 0.5 * s
             - tf.math.log(objects[0][0])
             - tf.math.log(objects[1][0])
@@ -360,10 +427,12 @@ class PairFrame(tfb.Bijector):
         rx, ry = self._recoil64(y)
         pole = self._pole(conditional_input)
         columns = self._columns(y)
-        _, _, _, m, a, b, _ = frame_coordinates(*columns, rx, ry, pole)
+        _, _, _, m, a, b, _ = frame_coordinates(
+            *columns, rx, ry, pole, self._ordered
+        )
         s = tf.square(a) + tf.square(b)
         value = (
-            -tf.math.log(0.5 * m)
+            -tf.math.log((0.5 if self._ordered else 1.0) * m)
             + 0.5 * s
             + tf.math.log(columns[0])
             + tf.math.log(columns[3])
@@ -371,7 +440,7 @@ class PairFrame(tfb.Bijector):
         return tf.cast(value, y.dtype)
 
 
-def detector_frame_features(c_detector, pair, recoil):
+def detector_frame_features(c_detector, pair, recoil, ordered=True):
     """Frame coordinates of detector objects, bounded, as condition features.
 
     With recoil objects, the pair's transverse momentum is also read off the
@@ -384,6 +453,7 @@ def detector_frame_features(c_detector, pair, recoil):
         c_detector: float tensor (n, n_detector).
         pair: six detector column indices (pt, eta, phi of both objects).
         recoil: (pt, phi) detector column indices of the recoil objects.
+        ordered: the frame's ``ordered`` (hemisphere or whole-sphere direction).
 
     Returns:
         float32 tensor (n, n_frame_features(recoil)): kx, ky (GeV), y, log(m + 1
@@ -398,7 +468,9 @@ def detector_frame_features(c_detector, pair, recoil):
     columns[0] = tf.maximum(columns[0], 1e-3)
     columns[3] = tf.maximum(columns[3], 1e-3)
     rx, ry = _recoil(c, recoil)
-    kx, rapidity, ky, m, a, b, n_par = frame_coordinates(*columns, rx, ry)
+    kx, rapidity, ky, m, a, b, n_par = frame_coordinates(
+        *columns, rx, ry, ordered=ordered
+    )
     features = [kx, ky, rapidity, tf.math.log(m + 1.0), a, b, n_par]
     if recoil:
         phi1, phi2 = columns[2], columns[5]
@@ -414,7 +486,9 @@ def detector_frame_features(c_detector, pair, recoil):
         solved2 = tf.where(valid, solved2, columns[3])
         solved = list(columns)
         solved[0], solved[3] = solved1, solved2
-        _, _, _, m_s, a_s, b_s, _ = frame_coordinates(*solved, rx, ry)
+        _, _, _, m_s, a_s, b_s, _ = frame_coordinates(
+            *solved, rx, ry, ordered=ordered
+        )
         features += [
             tf.math.log(solved1),
             tf.math.log(solved2),

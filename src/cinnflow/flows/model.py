@@ -374,6 +374,7 @@ class ConditionalINN(tf.Module):
                 pair,
                 recoil=recoil,
                 reference=args["reference"],
+                ordered=args["ordered"],
                 name=f"pair_frame_{i:02d}",
             )
             frame.line = args["line"]
@@ -513,7 +514,9 @@ class ConditionalINN(tf.Module):
         if not self.frames:
             return raw
         extra = [
-            detector_frame_features(c_detector, f.detector_pair, f.detector_recoil)
+            detector_frame_features(
+                c_detector, f.detector_pair, f.detector_recoil, f.ordered
+            )
             for f in self.frames
         ]
         return tf.concat([raw, *extra], axis=-1)
@@ -554,6 +557,17 @@ class ConditionalINN(tf.Module):
                         f"{len(x_parton)} events are not ordered"
                     )
                     raise CinnflowError(msg)
+        for frame in self.frames:
+            lead, trail = frame.pair[0], frame.pair[3]
+            n_bad = int(np.sum(x_parton[:, lead] < x_parton[:, trail]))
+            if frame.ordered and n_bad:
+                msg = (
+                    f"pair frame on parton columns {frame.pair} is ordered (the "
+                    f"default), but column {lead} < column {trail} (pt1 < pt2) in "
+                    f"{n_bad} of {len(x_parton)} events; for a pair labelled "
+                    "otherwise (e.g. leptons by charge) set ordered: false"
+                )
+                raise CinnflowError(msg)
         # Physics to the flow's columns: the output bijectors after columns_00.
         poles = self._frame_kwargs(self._frame_references(c_detector))
         for bijector in reversed(self._output_bijectors[1:]):
@@ -1096,6 +1110,7 @@ def _frame_args(frame):
         "line": None if line is None else [float(v) for v in line],
         "recoil": [[int(p), int(f)] for p, f in frame.get("recoil", [])],
         "reference": bool(frame.get("reference", False)),
+        "ordered": bool(frame.get("ordered", True)),
     }
 
 
@@ -1126,6 +1141,7 @@ def _frame_columns(frames, parton_names):
                 "line": entry.get("line"),
                 "recoil": recoil,
                 "reference": bool(entry.get("reference", False)),
+                "ordered": bool(entry.get("ordered", True)),
             }
         )
     return out
