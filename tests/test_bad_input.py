@@ -258,6 +258,41 @@ def test_pair_mass_options_that_do_not_fit(pairs, ordered, fragments, out):
     )
 
 
+@pytest.mark.parametrize(
+    ("frames", "pairs", "fragments"),
+    [
+        (
+            [{"pair": ["q1", "w"]}],
+            None,
+            [
+                "model.pair_frames pairs entry ['q1', 'w']",
+                "['w'] are not parton objects of the process 'zw'",
+            ],
+        ),
+        (
+            [{"pair": ["q1", "q2"]}],
+            [["q1", "q2"]],
+            ["model.pair_masses = [['q1', 'q2']] use ['q1', 'q2'] more than once"],
+        ),
+        (
+            [{"pair": ["q1", "q2"], "recoil": ["q2", "l1"]}],
+            None,
+            ["recoil objects ['q2', 'l1'] must be distinct parton objects outside"],
+        ),
+    ],
+)
+def test_pair_frames_that_do_not_fit(frames, pairs, fragments, out):
+    # Checked when the workflow is parsed, before any event is simulated.
+    from cinnflow.config import check_pair_frames
+
+    rejected(
+        lambda: check_pair_frames(frames, ZW, pair_masses=pairs),
+        ConfigError,
+        *fragments,
+        out=out,
+    )
+
+
 def test_missing_process_file(out):
     rejected(
         lambda: load_process("config/processes/zz.yaml"),

@@ -42,6 +42,12 @@ try:
                 "pair_masses_ordered", _model.get("pair_masses_ordered")
             ),
         )
+        check_pair_frames(
+            _model.get("pair_frames"),
+            PROCESS,
+            pair_masses=_settings.get("pair_masses", _model.get("pair_masses")),
+            key=f"model.pair_frames (grid point {_point})",
+        )
     # The user's files, by their first bytes (the jobs read them whole): a wrong
     # file is reported now, not after other jobs ran.
     if config["preparation"].get("inputs"):
