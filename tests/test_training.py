@@ -482,3 +482,51 @@ def test_xla_training_matches_graph_training(tmp_path):
     assert xla["best_val_loss"] == pytest.approx(
         graph["best_val_loss"], rel=1e-4, abs=1e-4
     )
+
+
+def test_symmetric_copy_turns_and_reflects_whole_events():
+    from cinnflow.training.trainer import symmetric_copy
+
+    rng = np.random.default_rng(3)
+    kinds = ["pt", "eta", "phi", "pt", "eta", "phi"]
+    x = np.stack(
+        [
+            rng.uniform(20, 100, 500),
+            rng.normal(0, 1, 500),
+            rng.uniform(-np.pi, np.pi, 500),
+            rng.uniform(20, 100, 500),
+            rng.normal(0, 1, 500),
+            rng.uniform(-np.pi, np.pi, 500),
+        ],
+        axis=1,
+    ).astype(np.float32)
+    c = x[:, :3] + rng.normal(0, 0.05, (500, 3)).astype(np.float32)
+    before = (x.copy(), c.copy())
+    sym = ("phi_rotation", "eta_reflection")
+    xs, cs = symmetric_copy(x, c, kinds, kinds[:3], sym, np.random.default_rng(1))
+    np.testing.assert_array_equal(x, before[0])  # the inputs are untouched
+    np.testing.assert_array_equal(c, before[1])
+    np.testing.assert_array_equal(xs[:, [0, 3]], x[:, [0, 3]])  # pT unchanged
+    # One angle per event for all phi columns, parton and detector: differences
+    # are kept (mod 2 pi) and the angles stay in [-pi, pi).
+    turn = np.angle(np.exp(1j * (xs[:, 2] - x[:, 2])))
+    for a, b in ((xs[:, 5], x[:, 5]), (cs[:, 2], c[:, 2])):
+        np.testing.assert_allclose(np.angle(np.exp(1j * (a - b))), turn, atol=1e-5)
+    assert np.all(np.abs(xs[:, [2, 5]]) <= np.pi)
+    assert np.std(turn) > 1.5  # uniform on (-pi, pi): std 1.81
+    # One reflection per event for all eta columns.
+    flip = np.sign(xs[:, 1] * x[:, 1])
+    np.testing.assert_array_equal(np.sign(xs[:, 4] * x[:, 4]), flip)
+    np.testing.assert_array_equal(np.sign(cs[:, 1] * c[:, 1]), flip)
+    assert 0.4 < np.mean(flip < 0) < 0.6
+    # Seeded: the same generator seed gives the same copy.
+    again = symmetric_copy(x, c, kinds, kinds[:3], sym, np.random.default_rng(1))
+    np.testing.assert_array_equal(again[0], xs)
+
+
+def test_unknown_symmetry_is_refused(tmp_path):
+    from cinnflow.errors import ConfigError
+
+    data, val = _toy(256, 1), _toy(64, 2)
+    with pytest.raises(ConfigError, match=r"training.symmetries = \['phi'\]"):
+        _run(tmp_path, "m", data, val, cfg={**CFG, "symmetries": ["phi"]})

@@ -54,7 +54,13 @@ DEFAULT_TRAINING_CONFIG = {
     "mmd": False,
     "mmd_weight": 1.0,
     "mmd_widths_gev": DEFAULT_MMD_WIDTHS_GEV,
+    # Exact symmetries of the process and detector applied to the training events,
+    # anew in every epoch (seeded by seed and epoch): "phi_rotation" turns every
+    # event (parton and detector phi columns together) by a uniform angle,
+    # "eta_reflection" flips the sign of every eta column in half of the events.
+    "symmetries": (),
 }
+SYMMETRIES = ("phi_rotation", "eta_reflection")
 # The MMD draws are clipped into the training range widened by this many standard
 # deviations per preprocessed column (ConditionalINN.forward_latent): an untrained
 # flow's tail draw can overflow exp(log pt), which made the gradient NaN.
@@ -71,6 +77,37 @@ def _batches(n_events, batch_size, seed, epoch):
     return [order[i * batch_size : (i + 1) * batch_size] for i in range(n_batches)]
 
 
+def symmetric_copy(x_parton, c_detector, parton_kinds, detector_kinds, symmetries, rng):
+    """The events turned in phi and/or reflected in eta, one draw per event.
+
+    Args:
+        x_parton, c_detector: float32 arrays (n, d) and (n, k).
+        parton_kinds, detector_kinds: column kinds; every ``phi`` column is turned
+            by the event's angle (and wrapped into [-pi, pi)), every ``eta``
+            column flips sign in the reflected events.
+        symmetries: subset of ``SYMMETRIES``.
+        rng: ``numpy.random.Generator``.
+
+    Returns:
+        tuple of new arrays (the inputs are not changed).
+    """
+    x, c = x_parton.copy(), c_detector.copy()
+    n = len(x)
+    if "phi_rotation" in symmetries:
+        angle = rng.uniform(-np.pi, np.pi, n).astype(np.float32)
+        for array, kinds in ((x, parton_kinds), (c, detector_kinds)):
+            for i, kind in enumerate(kinds):
+                if kind == "phi":
+                    array[:, i] = np.mod(array[:, i] + angle + np.pi, 2 * np.pi) - np.pi
+    if "eta_reflection" in symmetries:
+        sign = np.where(rng.random(n) < 0.5, -1.0, 1.0).astype(np.float32)
+        for array, kinds in ((x, parton_kinds), (c, detector_kinds)):
+            for i, kind in enumerate(kinds):
+                if kind == "eta":
+                    array[:, i] *= sign
+    return x, c
+
+
 def _check_cfg(cfg):
     cfg = dict(cfg)
     unknown = sorted(set(cfg) - set(DEFAULT_TRAINING_CONFIG))
@@ -84,6 +121,16 @@ def _check_cfg(cfg):
         )
         raise ConfigError(msg)
     merged = {**DEFAULT_TRAINING_CONFIG, **cfg}
+    symmetries = merged["symmetries"]
+    if isinstance(symmetries, str) or not all(
+        s in SYMMETRIES for s in symmetries or ()
+    ):
+        msg = (
+            f"training.symmetries = {symmetries!r}: expected a list out of "
+            f"{list(SYMMETRIES)}"
+        )
+        raise ConfigError(msg)
+    merged["symmetries"] = tuple(symmetries or ())
     for key, (allowed, ok) in _RANGES.items():
         value = merged[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -324,6 +371,16 @@ def train(
             mmd_values = []
             out_of_time = False
             # On a terminal only (disable=None); the epoch summary goes to the log.
+            x_epoch, c_epoch = x_train, c_train
+            if cfg["symmetries"]:
+                x_epoch, c_epoch = symmetric_copy(
+                    x_train,
+                    c_train,
+                    model.parton_kinds,
+                    model.detector_kinds,
+                    cfg["symmetries"],
+                    np.random.default_rng([seed, epoch, 1]),
+                )
             bar = tqdm(
                 _batches(len(x_train), batch_size, seed, epoch),
                 total=steps_per_epoch,
@@ -333,7 +390,7 @@ def train(
                 disable=None,
             )
             for step, idx in enumerate(bar):
-                nll, mmd2 = train_step(x_train[idx], c_train[idx])
+                nll, mmd2 = train_step(x_epoch[idx], c_epoch[idx])
                 nll = float(nll)
                 bar.set_postfix(nll=f"{nll:.3f}", refresh=False)
                 if not math.isfinite(nll):
