@@ -50,3 +50,27 @@ def test_split_fractions_must_add_up(config):
     config["preparation"]["split"] = {"train": 0.5, "val": 0.1, "test": 0.1}
     with pytest.raises(ConfigError, match="add up to 0.7"):
         validate_config(config, SCHEMA)
+
+
+def test_lines_overlay_builds_the_model_it_describes():
+    from cinnflow.flows import ConditionalINN
+
+    config = load_yaml("config/config.yaml")
+    overlay = load_yaml("config/lines.yaml")
+    assert set(overlay) == {"model"}  # an overlay: the rest is the main job's
+    config["model"].update(overlay["model"])
+    config = validate_config(config, SCHEMA)
+    names = [f"{o}_{f}" for o in ("q1", "q2", "l1", "l2") for f in ("pt", "eta", "phi")]
+    detector = ["pt", "eta", "phi", "mass"] * 4
+    model = ConditionalINN.from_config(
+        config["model"], ["pt", "eta", "phi"] * 4, detector, 1, names
+    )
+    assert model.flow_kinds == ["other", "eta", "other", "mass", "other", "other"] + [
+        "pt",
+        "eta",
+        "phi",
+        "mass",
+        "eta",
+        "phi",
+    ]
+    assert model.column_transform.lines == {3: (80.385, 2.085), 9: (91.188, 2.495)}
