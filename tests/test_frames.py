@@ -259,6 +259,15 @@ def test_model_frame_config_errors_name_the_problem():
                 {"pair": ["l1", "l2"], "recoil": ["q1"]},
             ],
         )
+    kinds = ["pt", "other"] + KINDS[2:]
+    with pytest.raises(ConfigError, match=r"pair frame columns \[0, 1, 2, 3, 4, 5\]"):
+        ConditionalINN.from_config(
+            {**SMALL, "clamp": 2.0, "pair_frames": [{"pair": ["q1", "q2"]}]},
+            kinds,
+            KINDS,
+            0,
+            NAMES,
+        )
     with pytest.raises(ConfigError, match="expected \\(mass, width\\)"):
         _frame_model(rng, pair_frames=[{"pair": ["q1", "q2"], "line": [80.0, -1.0]}])
 

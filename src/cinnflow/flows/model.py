@@ -283,13 +283,7 @@ class ConditionalINN(tf.Module):
                 name="pair_mass_00",
             )
             for pair in self.init_args["mass_pairs"]:
-                kinds = [self.parton_kinds[i] for i in pair]
-                if kinds != ["pt", "eta", "phi"] * 2:
-                    msg = (
-                        f"mass pair columns {pair} have kinds {kinds}; expected "
-                        "(pt, eta, phi) of two objects"
-                    )
-                    raise ConfigError(msg)
+                self._check_pair_kinds(pair, "mass pair")
             for slot in self.pair_mass.mass_slots:
                 self.flow_kinds[slot] = "mass"
             for slot, ordered in zip(
@@ -363,13 +357,7 @@ class ConditionalINN(tf.Module):
         frames = []
         for i, args in enumerate(self.init_args["frames"]):
             pair, recoil = args["pair"], [tuple(r) for r in args["recoil"]]
-            kinds = [self.parton_kinds[j] for j in pair]
-            if kinds != ["pt", "eta", "phi"] * 2:
-                msg = (
-                    f"pair frame columns {pair} have kinds {kinds}; expected (pt, "
-                    "eta, phi) of two objects"
-                )
-                raise ConfigError(msg)
+            self._check_pair_kinds(pair, "pair frame")
             frame = PairFrame(
                 pair,
                 recoil=recoil,
@@ -414,6 +402,16 @@ class ConditionalINN(tf.Module):
             ordered += ready
             frames = [f for f in frames if f not in ready]
         return ordered
+
+    def _check_pair_kinds(self, pair, what):
+        """A pair's six columns must be (pt, eta, phi) of two objects."""
+        kinds = [self.parton_kinds[j] for j in pair]
+        if kinds != ["pt", "eta", "phi"] * 2:
+            msg = (
+                f"{what} columns {list(pair)} have kinds {kinds}; expected (pt, eta, phi) "
+                "of two objects"
+            )
+            raise ConfigError(msg)
 
     def _detector_column(self, parton_column):
         """The detector column matched to a parton column (same kind, same rank)."""
