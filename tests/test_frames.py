@@ -122,7 +122,11 @@ def test_isotropic_decays_give_unit_normal_direction_coordinates():
     n = 20_000
     cos_t, phi = rng.uniform(-1, 1, n), rng.uniform(-np.pi, np.pi, n)
     direction = np.stack(
-        [np.sqrt(1 - cos_t**2) * np.cos(phi), np.sqrt(1 - cos_t**2) * np.sin(phi), cos_t]
+        [
+            np.sqrt(1 - cos_t**2) * np.cos(phi),
+            np.sqrt(1 - cos_t**2) * np.sin(phi),
+            cos_t,
+        ]
     )
     flow = np.zeros((n, 6))
     flow[:, 0] = 60.0  # pair pT along x; rest-frame direction as drawn
@@ -189,7 +193,9 @@ def test_a_balanced_event_has_zero_recoil_and_a_forward_leading_quark():
     np.testing.assert_allclose(x[0, 2], 0.0, atol=1e-12)
     np.testing.assert_allclose(abs(x[0, 5]), np.pi, atol=1e-12)
     coords = frame_coordinates(*(tf.constant(x[:, i]) for i in range(6)), -100.0, 0.0)
-    np.testing.assert_allclose([c.numpy()[0] for c in coords[:6]], flow[0, :6], atol=1e-9)
+    np.testing.assert_allclose(
+        [c.numpy()[0] for c in coords[:6]], flow[0, :6], atol=1e-9
+    )
 
 
 def _frame_model(rng, n=600, **extra):

@@ -67,6 +67,7 @@ def n_frame_features(recoil):
     """Number of condition features of one frame (``detector_frame_features``)."""
     return 13 if recoil else 7
 
+
 # Floor of n_par in the equal-area map: a decay exactly perpendicular to the pair's
 # transverse direction (measure zero) gives a large but finite (a, b).
 _EQUATOR_FLOOR = 1e-12
@@ -219,9 +220,7 @@ def _from_sphere_area(s, a, b):
     return 2.0 * e - 1.0, ratio * a, ratio * b
 
 
-def _lab_objects(
-    kx, rapidity, ky, m, a, b, rx, ry, reference=None, ordered=True
-):
+def _lab_objects(kx, rapidity, ky, m, a, b, rx, ry, reference=None, ordered=True):
     """(pt, eta, phi) of both objects from frame coordinates (float64)."""
     px, py = kx - rx, ky - ry
     pt_pair = tf.sqrt(tf.square(px) + tf.square(py))
@@ -427,9 +426,7 @@ class PairFrame(tfb.Bijector):
         rx, ry = self._recoil64(y)
         pole = self._pole(conditional_input)
         columns = self._columns(y)
-        _, _, _, m, a, b, _ = frame_coordinates(
-            *columns, rx, ry, pole, self._ordered
-        )
+        _, _, _, m, a, b, _ = frame_coordinates(*columns, rx, ry, pole, self._ordered)
         s = tf.square(a) + tf.square(b)
         value = (
             -tf.math.log((0.5 if self._ordered else 1.0) * m)
@@ -479,16 +476,12 @@ def detector_frame_features(c_detector, pair, recoil, ordered=True):
         solved1 = (-rx * tf.sin(phi2) + ry * tf.cos(phi2)) / safe
         solved2 = (rx * tf.sin(phi1) - ry * tf.cos(phi1)) / safe
         low, high = _SOLVED_PT_RANGE
-        valid = (
-            (solved1 > low) & (solved1 < high) & (solved2 > low) & (solved2 < high)
-        )
+        valid = (solved1 > low) & (solved1 < high) & (solved2 > low) & (solved2 < high)
         solved1 = tf.where(valid, solved1, columns[0])
         solved2 = tf.where(valid, solved2, columns[3])
         solved = list(columns)
         solved[0], solved[3] = solved1, solved2
-        _, _, _, m_s, a_s, b_s, _ = frame_coordinates(
-            *solved, rx, ry, ordered=ordered
-        )
+        _, _, _, m_s, a_s, b_s, _ = frame_coordinates(*solved, rx, ry, ordered=ordered)
         features += [
             tf.math.log(solved1),
             tf.math.log(solved2),

@@ -408,8 +408,8 @@ class ConditionalINN(tf.Module):
         kinds = [self.parton_kinds[j] for j in pair]
         if kinds != ["pt", "eta", "phi"] * 2:
             msg = (
-                f"{what} columns {list(pair)} have kinds {kinds}; expected (pt, eta, phi) "
-                "of two objects"
+                f"{what} columns {list(pair)} have kinds {kinds}; expected (pt, eta, "
+                "phi) of two objects"
             )
             raise ConfigError(msg)
 
@@ -1098,9 +1098,7 @@ def _mass_pair_columns(pairs, parton_names, key="pair_masses"):
 def _frame_args(frame):
     """JSON-ready copy of one ``frames`` entry (see ``ConditionalINN``)."""
     line = frame.get("line")
-    if line is not None and (
-        len(line) != 2 or not all(float(v) > 0 for v in line)
-    ):
+    if line is not None and (len(line) != 2 or not all(float(v) > 0 for v in line)):
         msg = f"pair frame line {line!r}: expected (mass, width) in GeV, both > 0"
         raise ConfigError(msg)
     return {
@@ -1129,9 +1127,7 @@ def _frame_columns(frames, parton_names):
         (columns,) = _mass_pair_columns([pair], parton_names, key="pair_frames")
         recoil = []
         for obj in entry.get("recoil") or []:
-            (found,) = _mass_pair_columns(
-                [[obj, obj]], parton_names, key="pair_frames"
-            )
+            (found,) = _mass_pair_columns([[obj, obj]], parton_names, key="pair_frames")
             recoil.append([found[0], found[2]])
         out.append(
             {
