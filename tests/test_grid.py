@@ -58,6 +58,24 @@ def test_points_are_the_product_in_key_order_with_readable_names(config):
     assert config["training"]["learning_rate"] == 1.0e-3
 
 
+def test_pair_frames_and_symmetries_are_grid_keys_with_readable_names(config):
+    frame = {"pair": ["q1", "q2"], "line": [80.385, 2.085], "recoil": ["l1", "l2"]}
+    config["ensemble"]["grid"] = {
+        "pair_frames": [[], [frame], [{**frame, "reference": True}]],
+        "symmetries": [[], ["phi_rotation"]],
+    }
+    points = grid_points(config)
+    assert list(points)[:2] == [
+        "pair_frames=none_symmetries=none",
+        "pair_frames=none_symmetries=phi_rotation",
+    ]
+    name = "pair_frames=q1xq2-recoil-l1xl2-line-ref_symmetries=phi_rotation"
+    assert name in points
+    sections = point_config(config, points[name])
+    assert sections["model"]["pair_frames"][0]["reference"] is True
+    assert sections["training"]["symmetries"] == ["phi_rotation"]
+
+
 def test_no_grid_means_no_points(config):
     assert grid_points(config) == {}
 

@@ -43,7 +43,7 @@ try:
             ),
         )
         check_pair_frames(
-            _model.get("pair_frames"),
+            _settings.get("pair_frames", _model.get("pair_frames")),
             PROCESS,
             pair_masses=_settings.get("pair_masses", _model.get("pair_masses")),
             key=f"model.pair_frames (grid point {_point})",

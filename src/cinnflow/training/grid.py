@@ -54,6 +54,7 @@ GRID_KEYS = {
         "pair_masses",
         "pair_mass_lines",
         "pair_masses_ordered",
+        "pair_frames",
     ),
     "training": (
         "batch_size",
@@ -64,18 +65,32 @@ GRID_KEYS = {
         "patience",
         "mmd",
         "mmd_weight",
+        "symmetries",
     ),
 }
 
 
 def _format_value(value):
+    if isinstance(value, dict):
+        # A pair frame: its objects, recoil and flags (q1xq2-recoil-l1xl2-ref).
+        parts = ["x".join(map(str, value.get("pair", [])))]
+        if value.get("recoil"):
+            parts.append("recoil-" + "x".join(map(str, value["recoil"])))
+        if value.get("line"):
+            parts.append("line")
+        if value.get("reference"):
+            parts.append("ref")
+        if value.get("ordered") is False:
+            parts.append("unordered")
+        return "-".join(parts)
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (list, tuple)):
         if not value:
             return "none"
-        # Lists of lists (pair_masses: [[q1, q2], [l1, l2]] -> q1xq2+l1xl2).
-        if all(isinstance(v, (list, tuple)) for v in value):
+        # Lists of lists (pair_masses: [[q1, q2], [l1, l2]] -> q1xq2+l1xl2) or of
+        # pair frames.
+        if all(isinstance(v, (list, tuple, dict)) for v in value):
             return "+".join(_format_value(v) for v in value)
         return "x".join(_format_value(v) for v in value)
     if isinstance(value, float):
