@@ -265,7 +265,7 @@ def test_pair_mass_options_that_do_not_fit(pairs, ordered, fragments, out):
             [{"pair": ["q1", "w"]}],
             None,
             [
-                "model.pair_frames pairs entry ['q1', 'w']",
+                "model.pair_frames[0].pair entry ['q1', 'w']",
                 "['w'] are not parton objects of the process 'zw'",
             ],
         ),

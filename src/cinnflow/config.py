@@ -181,7 +181,8 @@ def check_pair_frames(frames, process, *, pair_masses=None, key="model.pair_fram
     if not frames:
         return
     pairs = [list(f["pair"]) for f in frames]
-    check_pair_masses(pairs, process, key=f"{key} pairs")
+    for i, pair in enumerate(pairs):
+        check_pair_masses([pair], process, key=f"{key}[{i}].pair")
     names = [str(o.get("name")) for o in process.get("parton", {}).get("objects", [])]
     used = [str(o) for p in pairs + [list(p) for p in pair_masses or []] for o in p]
     twice = sorted({o for o in used if used.count(o) > 1})
