@@ -164,6 +164,8 @@ def test_an_ordered_frame_on_unordered_data_says_to_set_ordered_false():
     from cinnflow.errors import CinnflowError
 
     rng = np.random.default_rng(10)
+    with pytest.raises(CinnflowError, match=r"pair frame on \['l1', 'l2'\] is ordered"):
+        _frame_model(rng, pair_frames=[{"pair": ["l1", "l2"]}])
     with pytest.raises(CinnflowError, match="set ordered: false"):
         _frame_model(rng, pair_frames=[{"pair": ["l1", "l2"]}])
     model, _, _ = _frame_model(

@@ -366,6 +366,7 @@ class ConditionalINN(tf.Module):
                 name=f"pair_frame_{i:02d}",
             )
             frame.line = args["line"]
+            frame.objects = args.get("objects")
             frame.detector_pair = [self._detector_column(j) for j in pair]
             frame.detector_recoil = [
                 (self._detector_column(p), self._detector_column(f)) for p, f in recoil
@@ -559,8 +560,13 @@ class ConditionalINN(tf.Module):
             lead, trail = frame.pair[0], frame.pair[3]
             n_bad = int(np.sum(x_parton[:, lead] < x_parton[:, trail]))
             if frame.ordered and n_bad:
+                what = (
+                    list(frame.objects)
+                    if frame.objects
+                    else f"parton columns {list(frame.pair)}"
+                )
                 msg = (
-                    f"pair frame on parton columns {frame.pair} is ordered (the "
+                    f"pair frame on {what} is ordered (the "
                     f"default), but column {lead} < column {trail} (pt1 < pt2) in "
                     f"{n_bad} of {len(x_parton)} events; for a pair labelled "
                     "otherwise (e.g. leptons by charge) set ordered: false"
@@ -1107,6 +1113,8 @@ def _frame_args(frame):
         "recoil": [[int(p), int(f)] for p, f in frame.get("recoil", [])],
         "reference": bool(frame.get("reference", False)),
         "ordered": bool(frame.get("ordered", True)),
+        # Object names for messages (from the config; None for column indices).
+        "objects": None if frame.get("objects") is None else list(frame["objects"]),
     }
 
 
@@ -1136,6 +1144,7 @@ def _frame_columns(frames, parton_names):
                 "recoil": recoil,
                 "reference": bool(entry.get("reference", False)),
                 "ordered": bool(entry.get("ordered", True)),
+                "objects": [str(o) for o in pair],
             }
         )
     return out
