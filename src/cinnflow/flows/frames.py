@@ -47,6 +47,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from cinnflow.errors import ConfigError
+from cinnflow.flows.preprocessing import pair_separation, scatter_columns
 
 tfb = tfp.bijectors
 
@@ -85,10 +86,7 @@ def _lab_vectors(pt, eta, phi):
 
 def _pair_mass(pt1, eta1, phi1, pt2, eta2, phi2):
     """Invariant mass of two massless objects, without cancellation."""
-    separation = 2.0 * tf.square(tf.sinh(0.5 * (eta1 - eta2))) + 2.0 * tf.square(
-        tf.sin(0.5 * (phi1 - phi2))
-    )
-    return tf.sqrt(2.0 * pt1 * pt2 * separation)
+    return tf.sqrt(2.0 * pt1 * pt2 * pair_separation(eta1, phi1, eta2, phi2))
 
 
 def _recoil(x, recoil):
@@ -386,26 +384,17 @@ class PairFrame(tfb.Bijector):
             raise ValueError(msg)
         return conditional_input
 
-    def _scatter(self, x, values):
-        columns = tf.range(tf.shape(x)[-1])
-        out = x
-        for slot, value in zip(self._pair, values, strict=True):
-            out = tf.where(
-                tf.equal(columns, slot), tf.cast(value, x.dtype)[..., None], out
-            )
-        return out
-
     def _forward(self, x, conditional_input=None):
         rx, ry = self._recoil64(x)
         pole = self._pole(conditional_input)
         objects, _ = _lab_objects(*self._columns(x), rx, ry, pole, self._ordered)
-        return self._scatter(x, [v for obj in objects for v in obj])
+        return scatter_columns(x, self._pair, [v for obj in objects for v in obj])
 
     def _inverse(self, y, conditional_input=None):
         rx, ry = self._recoil64(y)
         pole = self._pole(conditional_input)
         coords = frame_coordinates(*self._columns(y), rx, ry, pole, self._ordered)
-        return self._scatter(y, coords[:6])
+        return scatter_columns(y, self._pair, coords[:6])
 
     def _forward_log_det_jacobian(self, x, conditional_input=None):
         rx, ry = self._recoil64(x)

@@ -50,6 +50,8 @@ __all__ = [
     "check_kinds",
     "condition_features",
     "n_condition_features",
+    "pair_separation",
+    "scatter_columns",
     "wrap_phi",
 ]
 
@@ -121,6 +123,19 @@ def condition_features(c_detector, detector_kinds):
         else:
             columns.append(col)
     return tf.concat(columns, axis=-1)
+
+
+def scatter_columns(x, slots, values):
+    """``x`` (..., d) with the columns ``slots`` replaced by ``values`` (one each).
+
+    The values are cast to the dtype of ``x``; the width may be unknown while a
+    ``tf.function`` traces (a dynamic range).
+    """
+    columns = tf.range(tf.shape(x)[-1])
+    out = x
+    for slot, value in zip(slots, values, strict=True):
+        out = tf.where(tf.equal(columns, slot), tf.cast(value, x.dtype)[..., None], out)
+    return out
 
 
 def wrap_phi(phi):
@@ -327,15 +342,14 @@ class ColumnTransform(tfb.Bijector):
 
     def _scatter_lines(self, out, source, fn):
         """Replace the line columns of ``out`` by ``fn`` of those of ``source``."""
-        if not self._lines:
-            return out
-        columns = tf.range(tf.shape(out)[-1])
-        for i, (mass, width) in self._lines.items():
-            value = fn(tf.cast(source[..., i], tf.float64), mass, width)
-            out = tf.where(
-                tf.equal(columns, i), tf.cast(value, out.dtype)[..., None], out
-            )
-        return out
+        return scatter_columns(
+            out,
+            list(self._lines),
+            [
+                fn(tf.cast(source[..., i], tf.float64), mass, width)
+                for i, (mass, width) in self._lines.items()
+            ],
+        )
 
     def _line_log_det(self, values, *, forward):
         """Sum of log |dm / du| over the line columns; ``values`` u or m."""
@@ -389,7 +403,7 @@ class StandardScaling(tfb.Bijector):
         return -tf.reduce_sum(tf.math.log(self._scale)) + tf.zeros_like(y[..., 0])
 
 
-def _pair_separation(eta1, phi1, eta2, phi2):
+def pair_separation(eta1, phi1, eta2, phi2):
     """``cosh(deta) - cos(dphi)``, written as sums of squares (no cancellation)."""
     return 2.0 * tf.square(tf.sinh(0.5 * (eta1 - eta2))) + 2.0 * tf.square(
         tf.sin(0.5 * (phi1 - phi2))
@@ -476,18 +490,9 @@ class PairMass(tfb.Bijector):
         """Column indices that hold a mass on the forward input (pt2 in physics)."""
         return tuple(p[3] for p in self._pairs)
 
-    def _scatter(self, x, slots, values):
-        """Replace the columns ``slots`` of ``x`` by ``values`` (one per slot)."""
-        # The width may be unknown while a tf.function traces: a dynamic range.
-        columns = tf.range(tf.shape(x)[-1])
-        out = x
-        for slot, value in zip(slots, values, strict=True):
-            out = tf.where(tf.equal(columns, slot), value[..., None], out)
-        return out
-
     def _pair_terms(self, x, pair):
         first, eta1, phi1, second, eta2, phi2 = (x[..., i] for i in pair)
-        return first, _pair_separation(eta1, phi1, eta2, phi2), second
+        return first, pair_separation(eta1, phi1, eta2, phi2), second
 
     def _forward(self, x):
         slots, values = [], []
@@ -501,7 +506,7 @@ class PairMass(tfb.Bijector):
             else:
                 slots.append(pair[3])
                 values.append(tf.square(m) / (2.0 * first * sep))
-        return self._scatter(x, slots, values)
+        return scatter_columns(x, slots, values)
 
     def _inverse(self, y):
         slots, values = [], []
@@ -514,7 +519,7 @@ class PairMass(tfb.Bijector):
             else:
                 slots.append(pair[3])
                 values.append(mass)
-        return self._scatter(y, slots, values)
+        return scatter_columns(y, slots, values)
 
     def _forward_log_det_jacobian(self, x):
         terms = []
