@@ -279,6 +279,11 @@ def test_pair_mass_options_that_do_not_fit(pairs, ordered, fragments, out):
             None,
             ["recoil objects ['q2', 'l1'] must be distinct parton objects outside"],
         ),
+        (
+            [{"pair": ["q1", "q2"], "anchor": True, "reference": True}],
+            None,
+            ["model.pair_frames[0] = ", "sets both anchor and reference"],
+        ),
     ],
 )
 def test_pair_frames_that_do_not_fit(frames, pairs, fragments, out):

@@ -299,6 +299,147 @@ def test_two_frames_recoiling_one_way_round_trip():
     assert np.all(np.isfinite(draws))
 
 
+@pytest.mark.parametrize("ordered", [True, False])
+@pytest.mark.parametrize("recoil", [(), ((6, 8), (9, 11))])
+def test_anchored_frame_round_trips_with_the_exact_log_det(recoil, ordered):
+    rng = np.random.default_rng(11)
+    x = _events(rng, 60)
+    kwargs = {}
+    if ordered:
+        # Detector directions near the trailing quark in 2 of 3 events.
+        near = np.where((np.arange(60) % 3 == 0)[:, None], x[:, 1:3], x[:, 4:6])
+        label = near + rng.normal(0.0, 0.03, near.shape)
+        kwargs = {"conditional_input": tf.constant(label)}
+    else:
+        x[::2, 0:3], x[::2, 3:6] = x[::2, 3:6].copy(), x[::2, 0:3].copy()
+
+    def frame():
+        return PairFrame(
+            (0, 1, 2, 3, 4, 5), recoil=recoil, ordered=ordered, anchor=True
+        )
+
+    flow = tf.constant(frame().inverse(tf.constant(x), **kwargs).numpy())
+    # The anchor keeps its lab direction: the matched quark's (the first one's for
+    # a pair labelled otherwise).
+    anchor = np.where((np.arange(60) % 3 == 0)[:, None], x[:, 1:3], x[:, 4:6])
+    if not ordered:
+        anchor = x[:, 1:3]
+    np.testing.assert_allclose(flow.numpy()[:, 1:3], anchor, rtol=1e-12, atol=1e-12)
+    back = frame().forward(flow).numpy()
+    np.testing.assert_allclose(back, x, rtol=1e-9, atol=1e-9)
+    with tf.GradientTape() as tape:
+        tape.watch(flow)
+        out = frame().forward(flow)
+    _, autodiff = np.linalg.slogdet(tape.batch_jacobian(out, flow).numpy())
+    fldj = frame().forward_log_det_jacobian(flow, event_ndims=1).numpy()
+    np.testing.assert_allclose(fldj, autodiff, rtol=1e-9, atol=1e-9)
+    ildj = frame().inverse_log_det_jacobian(x, event_ndims=1, **kwargs).numpy()
+    np.testing.assert_allclose(ildj, -autodiff, rtol=1e-9, atol=1e-9)
+    if ordered:
+        with pytest.raises(ValueError, match=r"\(eta, phi\) \(n, 2\)"):
+            frame().inverse(tf.constant(x))
+
+
+def test_anchored_frame_coordinates_are_the_pair_kinematics():
+    x = _events(np.random.default_rng(12), 200)
+    frame = PairFrame((0, 1, 2, 3, 4, 5), recoil=((6, 8), (9, 11)), anchor=True)
+    flow = frame.inverse(x, conditional_input=x[:, 1:3]).numpy()
+    q1, q2, l1, l2 = (_four_vectors(x, i) for i in range(4))
+    pair = q1 + q2
+    mass = np.sqrt(pair[:, 0] ** 2 - np.sum(pair[:, 1:] ** 2, axis=1))
+    np.testing.assert_allclose(flow[:, 3], mass, rtol=1e-6)
+    rapidity = 0.5 * np.log((pair[:, 0] + pair[:, 3]) / (pair[:, 0] - pair[:, 3]))
+    # w = 2 y - eta_a: the partner's eta for a pair at rest in the transverse plane.
+    np.testing.assert_allclose(flow[:, 4], 2 * rapidity - x[:, 1], rtol=1e-7, atol=1e-7)
+    total = q1 + q2 + l1 + l2
+    np.testing.assert_allclose(flow[:, [0, 5]], total[:, 1:3], rtol=1e-9, atol=1e-9)
+    # The anchor's energy from the pair alone: E1 = m^2 / (2 (E - P.d1)).
+    d1 = q1[:, 1:] / q1[:, :1]
+    energy = mass**2 / (2.0 * (pair[:, 0] - np.sum(pair[:, 1:] * d1, axis=1)))
+    np.testing.assert_allclose(energy, q1[:, 0], rtol=1e-9)
+    assert frame.flow_kinds == ("other", "eta", "phi", "mass", "eta", "other")
+    with pytest.raises(ConfigError, match="anchor or reference, not both"):
+        PairFrame((0, 1, 2, 3, 4, 5), anchor=True, reference=True)
+
+
+def test_model_with_an_anchored_frame_samples_ordered_lab_quarks(tmp_path):
+    from cinnflow.sampling import sample_posterior
+    from cinnflow.training.grid import point_name
+
+    frame = {"pair": ["q1", "q2"], "line": W_LINE, "recoil": ["l1", "l2"]}
+    model, x, c = _frame_model(
+        np.random.default_rng(13), pair_frames=[{**frame, "anchor": True}]
+    )
+    assert model.flow_kinds[:6] == ["other", "eta", "phi", "mass", "eta", "other"]
+    # The anchor's phi is measured from the leading jet's, as a lab quark's is.
+    assert model.phi_reference_index.tolist() == [2, 8, 11]
+    assert model.n_features == 8 + 4 * 3 + 17  # 4 anchored-frame features more
+    lp = model.log_prob(x[:50], c[:50]).numpy()
+    assert np.all(np.isfinite(lp))
+    draws = sample_posterior(
+        model, c[:30], n_draws=20, batch_size=200, seed=4, support_margin=1.0
+    )
+    assert np.all(np.isfinite(draws)) and np.all(draws[..., 0] >= draws[..., 3])
+    model.save(tmp_path / "m")
+    again = ConditionalINN.load(tmp_path / "m")
+    assert again.frames[0].anchor
+    np.testing.assert_allclose(again.log_prob(x[:50], c[:50]).numpy(), lp, rtol=1e-6)
+    name = point_name({"pair_frames": [{**frame, "anchor": True}]})
+    assert name == "pair_frames=q1xq2-recoil-l1xl2-line-anchor"
+
+
+def test_pair_features_add_the_measured_pair_mass_to_the_condition():
+    rng = np.random.default_rng(14)
+    x = _events(rng, 300).astype(np.float32)
+    c = (x * (1.0 + rng.normal(0.0, 0.05, x.shape))).astype(np.float32)
+    cfg = {**SMALL, "clamp": 2.0, "pair_features": [["l1", "l2"]]}
+    model = ConditionalINN.from_config(cfg, KINDS, KINDS, 0, NAMES)
+    assert model.n_features == 8 + 4 * 3 + 7
+    model.adapt(x, c)
+    raw = model._raw_features(c).numpy()
+    l1, l2 = (_four_vectors(c.astype(np.float64), i) for i in (2, 3))
+    pair = l1 + l2
+    mass = np.sqrt(pair[:, 0] ** 2 - np.sum(pair[:, 1:] ** 2, axis=1))
+    # Features: kx, ky, y, log(m + 1 GeV), a, b, n_par of the detector leptons.
+    np.testing.assert_allclose(raw[:, 20 + 3], np.log(mass + 1.0), rtol=1e-5)
+    np.testing.assert_allclose(raw[:, 20:22], pair[:, 1:3], rtol=1e-4, atol=1e-3)
+    assert np.all(np.isfinite(model.log_prob(x[:20], c[:20]).numpy()))
+    with pytest.raises(ConfigError, match=r"model.pair_features entry \['l1', 'z'\]"):
+        ConditionalINN.from_config(
+            {**cfg, "pair_features": [["l1", "z"]]}, KINDS, KINDS, 0, NAMES
+        )
+
+
+def test_partner_rapidity_finds_the_pair_rapidity_of_a_balanced_pair():
+    from cinnflow.flows.frames import partner_rapidity
+
+    rng = np.random.default_rng(15)
+    n = 400
+    # Balanced events: the pair's pT is minus the recoil's, the pair on 80 GeV.
+    rx, ry = rng.normal(0.0, 60.0, n), rng.normal(0.0, 60.0, n)
+    y, m = rng.normal(0.0, 1.0, n), np.full(n, 80.0)
+    eta_a, phi_a = rng.normal(0.0, 1.2, n), rng.uniform(-3.0, 3.0, n)
+    w = 2.0 * y - eta_a
+    flow = np.stack([np.zeros(n), eta_a, phi_a, m, w, np.zeros(n)], axis=1)
+    x = np.concatenate([flow, np.zeros((n, 6))], axis=1)
+    x[:, 6], x[:, 8] = np.hypot(rx, ry), np.arctan2(ry, rx)
+    lab = PairFrame((0, 1, 2, 3, 4, 5), recoil=((6, 8),), anchor=True, ordered=False)
+    lab = lab.forward(tf.constant(x)).numpy()
+    found, deta, dphi = (
+        v.numpy()
+        for v in partner_rapidity(
+            *(tf.constant(lab[:, i]) for i in (1, 2, 4, 5)),
+            tf.constant(rx),
+            tf.constant(ry),
+            tf.constant(m),
+            tf.constant(y + rng.uniform(-1.0, 1.0, n)),
+        )
+    )
+    # Within the fine grid's step (3 / 47 / 3 = 0.02) and the offset near zero.
+    assert np.quantile(np.abs(found - y), 0.9) < 0.02
+    assert np.quantile(np.hypot(deta, dphi), 0.9) < 0.03
+
+
 PROCESS = {
     "name": "zw",
     "parton": {
@@ -320,3 +461,7 @@ def test_parse_time_check_of_pair_frames():
         check_pair_frames([{"pair": ["q1", "q2"], "recoil": ["q2"]}], PROCESS)
     with pytest.raises(ConfigError, match="recoil objects"):
         check_pair_frames([{"pair": ["q1", "q2"], "recoil": ["j7"]}], PROCESS)
+    with pytest.raises(ConfigError, match=r"pair_frames\[0\] .* both anchor"):
+        check_pair_frames(
+            [{"pair": ["q1", "q2"], "anchor": True, "reference": True}], PROCESS
+        )

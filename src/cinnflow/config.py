@@ -192,7 +192,14 @@ def check_pair_frames(frames, process, *, pair_masses=None, key="model.pair_fram
             f"{twice!r} more than once; expected each object in at most one pair"
         )
         raise ConfigError(msg)
-    for frame in frames:
+    for i, frame in enumerate(frames):
+        if frame.get("anchor") and frame.get("reference"):
+            msg = (
+                f"{key}[{i}] = {frame!r} sets both anchor and reference: an anchored "
+                "frame keeps one object's lab direction and has no decay-direction "
+                "map whose pole reference could set; expected one of the two"
+            )
+            raise ConfigError(msg)
         recoil = [str(o) for o in frame.get("recoil") or []]
         bad = [o for o in recoil if o not in names or o in map(str, frame["pair"])]
         if bad or len(set(recoil)) != len(recoil):

@@ -32,6 +32,7 @@ try:
     check_pair_frames(
         _model.get("pair_frames"), PROCESS, pair_masses=_model.get("pair_masses")
     )
+    check_pair_masses(_model.get("pair_features"), PROCESS, key="model.pair_features")
     for _point, _settings in GRID_POINTS.items():
         check_pair_masses(
             _settings.get("pair_masses", _model.get("pair_masses")),
@@ -47,6 +48,11 @@ try:
             PROCESS,
             pair_masses=_settings.get("pair_masses", _model.get("pair_masses")),
             key=f"model.pair_frames (grid point {_point})",
+        )
+        check_pair_masses(
+            _settings.get("pair_features", _model.get("pair_features")),
+            PROCESS,
+            key=f"model.pair_features (grid point {_point})",
         )
     # The user's files, by their first bytes (the jobs read them whole): a wrong
     # file is reported now, not after other jobs ran.

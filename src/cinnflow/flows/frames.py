@@ -37,6 +37,25 @@ space of massless objects, ``d3p1/E1 d3p2/E2 = (m / 2) dm d2P_T dy dOmega*``, an
     log |det d(lab) / d(kx, y, ky, m, a, b)| = log(m / 2) - (a^2 + b^2) / 2
                                              - log pt1 - log pt2
 
+Anchored frames (``anchor=True``) keep the lab direction of one object instead of
+the rest-frame decay direction: slots ``(kx, eta_a, phi_a, m, w, ky)`` with ``w =
+2 y - eta_a`` (y the pair's rapidity; w is the partner's eta for a pair at rest in
+the transverse plane, so the second jet measures it about as directly as the
+first jet measures eta_a). The pair's four-momentum P follows from ``(kx, ky, y,
+m)`` and the recoil; the anchor ``a`` is
+massless along the unit vector ``d_a`` of ``(eta_a, phi_a)`` and its partner
+``P - p_a`` massless, which fixes ``E_a = m^2 / (2 (E - P.d_a))`` (positive and
+below E for every direction). A jet measures its direction to about 0.03 rad, so
+the anchor's angles stay direct coordinates of the flow (as in the lab), while the
+mass line and the pT balance stay straight ones. A pT-ordered pair is labelled by
+the detector (``conditional_input``: the (eta, phi) of the first matched detector
+object; the anchor is the object closer to it in Delta R) and returned pT-ordered;
+a pair labelled otherwise anchors its first object. From ``d3p1/E1 d3p2/E2 = (2
+E_a^2 / m) dm d2P_T dy dOmega_a``, ``dOmega_a = sech^2(eta_a) deta_a dphi_a`` and
+``dy = dw / 2``::
+
+    log |det d(lab) / d(kx, eta_a, phi_a, m, w, ky)| = log pt_a - log m - log pt_b
+
 All arithmetic is in float64 (boosts of a 40 GeV rest-frame momentum to the TeV
 scale lose digits in float32).
 """
@@ -53,6 +72,7 @@ tfb = tfp.bijectors
 
 __all__ = [
     "PairFrame",
+    "anchor_coordinates",
     "detector_frame_features",
     "detector_reference",
     "frame_coordinates",
@@ -64,9 +84,66 @@ __all__ = [
 _SOLVED_PT_RANGE = (1.0, 5000.0)
 
 
-def n_frame_features(recoil):
+def n_frame_features(recoil, anchor=False):
     """Number of condition features of one frame (``detector_frame_features``)."""
-    return 13 if recoil else 7
+    if not recoil:
+        return 7
+    return 17 if anchor else 13
+
+
+# Grid of the partner-rapidity scan (``partner_rapidity``): coarse points over
+# +-_SCAN_HALF_WIDTH around the measured rapidity, then as many fine ones around
+# the best coarse point.
+_SCAN_POINTS = 48
+_SCAN_HALF_WIDTH = 1.5
+
+
+def partner_rapidity(eta_a, phi_a, eta_b, phi_b, rx, ry, m, y0):
+    """Pair rapidity at which an anchored frame's partner points at (eta_b, phi_b).
+
+    With the pair's transverse momentum ``-(rx, ry)`` (a balanced event), mass
+    ``m`` and the anchor along ``(eta_a, phi_a)``, the partner's direction is a
+    function of the pair rapidity alone; a jet measures it to about 0.03 rad,
+    which pins the rapidity much better than the jets' pT ratio does. The
+    function is not monotonic everywhere (boosted pairs), so the closest
+    approach in Delta R is found by a scan: a coarse grid over ``y0 +- 1.5`` and
+    a fine one around its best point.
+
+    Returns:
+        tuple ``(y, deta, dphi)`` of float64 tensors: the rapidity and the
+        partner's remaining (eta, phi) offset from ``(eta_b, phi_b)`` there.
+    """
+
+    def offsets(y):
+        zero = tf.zeros_like(y)
+        _, partner = _anchor_objects(
+            zero,
+            eta_a[:, None] + zero,
+            phi_a[:, None] + zero,
+            m[:, None] + zero,
+            2.0 * y - eta_a[:, None],
+            zero,
+            rx[:, None] + zero,
+            ry[:, None] + zero,
+            ordered=False,
+        )[0]
+        deta = partner[1] - eta_b[:, None]
+        dphi = tf.math.floormod(partner[2] - phi_b[:, None] + math.pi, 2 * math.pi)
+        dphi -= math.pi
+        distance = tf.square(deta) + tf.square(dphi)
+        distance = tf.where(tf.math.is_finite(distance), distance, 1e30)
+        return deta, dphi, distance
+
+    step = 2.0 * _SCAN_HALF_WIDTH / (_SCAN_POINTS - 1)
+    grid = tf.constant([i * step - _SCAN_HALF_WIDTH for i in range(_SCAN_POINTS)])
+    coarse = y0[:, None] + tf.cast(grid, y0.dtype)[None, :]
+    best = tf.gather(coarse, tf.argmin(offsets(coarse)[2], axis=1), batch_dims=1)
+    fine = best[:, None] + tf.cast(grid, y0.dtype)[None, :] * (
+        step / (2.0 * _SCAN_HALF_WIDTH)
+    )
+    deta, dphi, distance = offsets(fine)
+    index = tf.argmin(distance, axis=1)
+    return tuple(tf.gather(v, index, batch_dims=1) for v in (fine, deta, dphi))
 
 
 # Floor of n_par in the equal-area map: a decay exactly perpendicular to the pair's
@@ -266,6 +343,65 @@ def _lab_objects(kx, rapidity, ky, m, a, b, rx, ry, reference=None, ordered=True
     return (first, second), s
 
 
+def _delta_r2(eta1, phi1, eta2, phi2):
+    dphi = tf.math.floormod(phi1 - phi2 + math.pi, 2.0 * math.pi) - math.pi
+    return tf.square(eta1 - eta2) + tf.square(dphi)
+
+
+def anchor_coordinates(pt1, eta1, phi1, pt2, eta2, phi2, rx=0.0, ry=0.0, label=None):
+    """Anchored frame coordinates of massless pairs (inverse of an anchored frame).
+
+    Args:
+        pt1, eta1, phi1, pt2, eta2, phi2: float64 tensors of the two objects.
+        rx, ry: transverse momentum of the recoil objects (GeV).
+        label: None (object 1 is the anchor), or ``(eta, phi)`` of a detector
+            object: the object closer to it in Delta R is the anchor.
+
+    Returns:
+        tuple ``(kx, eta_a, phi_a, m, w, ky, pt_a, pt_b)`` of float64 tensors,
+        ``w = 2 y - eta_a``.
+    """
+    first, second = (pt1, eta1, phi1), (pt2, eta2, phi2)
+    if label is not None:
+        eta_d, phi_d = label
+        swap = _delta_r2(eta2, phi2, eta_d, phi_d) < _delta_r2(eta1, phi1, eta_d, phi_d)
+        first, second = (
+            tuple(tf.where(swap, v2, v1) for v1, v2 in zip(first, second, strict=True)),
+            tuple(tf.where(swap, v1, v2) for v1, v2 in zip(first, second, strict=True)),
+        )
+    px, py, _, m, rapidity, _ = _rest_direction(*first, *second)
+    w = 2.0 * rapidity - first[1]
+    return (px + rx, first[1], first[2], m, w, py + ry, first[0], second[0])
+
+
+def _anchor_objects(kx, eta_a, phi_a, m, w, ky, rx, ry, ordered=True):
+    """(pt, eta, phi) of both objects from anchored coordinates (float64)."""
+    rapidity = 0.5 * (w + eta_a)
+    px, py = kx - rx, ky - ry
+    m_t = tf.sqrt(tf.square(m) + tf.square(px) + tf.square(py))
+    energy, pz = m_t * tf.cosh(rapidity), m_t * tf.sinh(rapidity)
+    cosh_a = tf.cosh(eta_a)
+    dx, dy = tf.cos(phi_a) / cosh_a, tf.sin(phi_a) / cosh_a
+    dz = tf.tanh(eta_a)
+    # E - P.d_a > 0 (|d_a| = 1 and |P| < E); E_a = m^2 / (2 (E - P.d_a)).
+    pt_a = tf.square(m) / (2.0 * (energy - px * dx - py * dy - pz * dz) * cosh_a)
+    qx, qy = px - pt_a * tf.cos(phi_a), py - pt_a * tf.sin(phi_a)
+    qz = pz - pt_a * tf.sinh(eta_a)
+    pt_b = tf.sqrt(tf.square(qx) + tf.square(qy))
+    anchor = (pt_a, eta_a, phi_a)
+    partner = (pt_b, tf.asinh(qz / pt_b), tf.atan2(qy, qx))
+    if not ordered:
+        return (anchor, partner), (pt_a, pt_b)
+    swap = pt_b > pt_a
+    first = tuple(
+        tf.where(swap, v2, v1) for v1, v2 in zip(anchor, partner, strict=True)
+    )
+    second = tuple(
+        tf.where(swap, v1, v2) for v1, v2 in zip(anchor, partner, strict=True)
+    )
+    return (first, second), (pt_a, pt_b)
+
+
 def detector_reference(c_detector, pair):
     """Rest-frame direction (n, 3) of the first detector object, frame axes."""
     c = tf.cast(c_detector, tf.float64)
@@ -286,7 +422,14 @@ class PairFrame(tfb.Bijector):
     """
 
     def __init__(
-        self, pair, *, recoil=(), reference=False, ordered=True, name="pair_frame_00"
+        self,
+        pair,
+        *,
+        recoil=(),
+        reference=False,
+        ordered=True,
+        anchor=False,
+        name="pair_frame_00",
     ):
         """Build the bijector.
 
@@ -307,16 +450,30 @@ class PairFrame(tfb.Bijector):
                 ordered by pT) or False (objects labelled otherwise, e.g. by
                 charge: object 1's direction on the whole sphere, no reordering;
                 the log-det gains log 2).
+            anchor: if True, the slots hold ``(kx, eta_a, phi_a, m, w, ky)``: one
+                object keeps its lab direction (module docstring). An ordered
+                anchored pair needs the (eta, phi) (n, 2) of the first matched
+                detector object as ``conditional_input`` of ``inverse`` (the
+                anchor is the object closer to it); not with ``reference``.
             name: bijector name.
 
         Raises:
-            ConfigError: for repeated columns or recoil columns inside the pair.
+            ConfigError: for repeated columns, recoil columns inside the pair, or
+                ``anchor`` together with ``reference``.
         """
         parameters = dict(locals())
         self._pair = tuple(int(i) for i in pair)
         self._recoil = tuple((int(p), int(f)) for p, f in recoil)
         self._reference = bool(reference)
         self._ordered = bool(ordered)
+        self._anchor = bool(anchor)
+        if self._anchor and self._reference:
+            msg = (
+                "an anchored pair frame keeps one object's lab direction and has no "
+                "direction map whose pole a reference could set; expected anchor or "
+                "reference, not both"
+            )
+            raise ConfigError(msg)
         recoil_columns = [i for p in self._recoil for i in p]
         if len(self._pair) != 6 or len(set(self._pair)) != 6:
             msg = f"pair columns {self._pair!r}: expected six distinct columns"
@@ -357,6 +514,16 @@ class PairFrame(tfb.Bijector):
         return self._ordered
 
     @property
+    def anchor(self):
+        """Whether one object keeps its lab direction (slots kx, eta, phi, m, y, ky)."""
+        return self._anchor
+
+    @property
+    def needs_label(self):
+        """Whether ``inverse`` needs the detector (eta, phi) that picks the anchor."""
+        return self._anchor and self._ordered
+
+    @property
     def mass_slot(self):
         """Column index that holds the pair mass on the forward input."""
         return self._pair[3]
@@ -364,6 +531,8 @@ class PairFrame(tfb.Bijector):
     @property
     def flow_kinds(self):
         """Kinds of the six slots on the forward input (for ``ColumnTransform``)."""
+        if self._anchor:
+            return ("other", "eta", "phi", "mass", "eta", "other")
         return ("other", "eta", "other", "mass", "other", "other")
 
     def _columns(self, x):
@@ -384,22 +553,47 @@ class PairFrame(tfb.Bijector):
             raise ValueError(msg)
         return conditional_input
 
+    def _label(self, conditional_input):
+        if not self.needs_label:
+            return None
+        if conditional_input is None:
+            msg = (
+                f"bijector {self.name!r} is an ordered anchored frame and needs the "
+                "(eta, phi) (n, 2) of the first matched detector object as "
+                "conditional_input"
+            )
+            raise ValueError(msg)
+        label = tf.cast(conditional_input, tf.float64)
+        return label[..., 0], label[..., 1]
+
     def _forward(self, x, conditional_input=None):
         rx, ry = self._recoil64(x)
-        pole = self._pole(conditional_input)
-        objects, _ = _lab_objects(*self._columns(x), rx, ry, pole, self._ordered)
+        if self._anchor:
+            objects, _ = _anchor_objects(*self._columns(x), rx, ry, self._ordered)
+        else:
+            pole = self._pole(conditional_input)
+            objects, _ = _lab_objects(*self._columns(x), rx, ry, pole, self._ordered)
         return scatter_columns(x, self._pair, [v for obj in objects for v in obj])
 
     def _inverse(self, y, conditional_input=None):
         rx, ry = self._recoil64(y)
-        pole = self._pole(conditional_input)
-        coords = frame_coordinates(*self._columns(y), rx, ry, pole, self._ordered)
+        if self._anchor:
+            label = self._label(conditional_input)
+            coords = anchor_coordinates(*self._columns(y), rx, ry, label)
+        else:
+            pole = self._pole(conditional_input)
+            coords = frame_coordinates(*self._columns(y), rx, ry, pole, self._ordered)
         return scatter_columns(y, self._pair, coords[:6])
 
     def _forward_log_det_jacobian(self, x, conditional_input=None):
         rx, ry = self._recoil64(x)
+        columns = self._columns(x)
+        if self._anchor:
+            _, (pt_a, pt_b) = _anchor_objects(*columns, rx, ry, self._ordered)
+            value = tf.math.log(pt_a) - tf.math.log(columns[3]) - tf.math.log(pt_b)
+            return tf.cast(value, x.dtype)
         pole = self._pole(conditional_input)
-        kx, rapidity, ky, m, a, b = self._columns(x)
+        kx, rapidity, ky, m, a, b = columns
         objects, s = _lab_objects(
             kx, rapidity, ky, m, a, b, rx, ry, pole, self._ordered
         )
@@ -413,8 +607,14 @@ class PairFrame(tfb.Bijector):
 
     def _inverse_log_det_jacobian(self, y, conditional_input=None):
         rx, ry = self._recoil64(y)
-        pole = self._pole(conditional_input)
         columns = self._columns(y)
+        if self._anchor:
+            label = self._label(conditional_input)
+            coords = anchor_coordinates(*columns, rx, ry, label)
+            m, pt_a, pt_b = coords[3], coords[6], coords[7]
+            value = tf.math.log(m) + tf.math.log(pt_b) - tf.math.log(pt_a)
+            return tf.cast(value, y.dtype)
+        pole = self._pole(conditional_input)
         _, _, _, m, a, b, _ = frame_coordinates(*columns, rx, ry, pole, self._ordered)
         s = tf.square(a) + tf.square(b)
         value = (
@@ -426,7 +626,9 @@ class PairFrame(tfb.Bijector):
         return tf.cast(value, y.dtype)
 
 
-def detector_frame_features(c_detector, pair, recoil, ordered=True):
+def detector_frame_features(
+    c_detector, pair, recoil, ordered=True, anchor=False, line_mass=None
+):
     """Frame coordinates of detector objects, bounded, as condition features.
 
     With recoil objects, the pair's transverse momentum is also read off the
@@ -440,13 +642,22 @@ def detector_frame_features(c_detector, pair, recoil, ordered=True):
         pair: six detector column indices (pt, eta, phi of both objects).
         recoil: (pt, phi) detector column indices of the recoil objects.
         ordered: the frame's ``ordered`` (hemisphere or whole-sphere direction).
+        anchor: the frame's ``anchor``: with recoil, the rapidity of the pair with
+            the solved pTs as well, and that at which the partner points at the
+            second object (``partner_rapidity``, with the pair mass ``line_mass``
+            or the measured one) with the remaining (eta, phi) offset: an
+            anchored frame's partner direction is a function of the pair's
+            rapidity, which the measured pTs give only to about the jets' pT
+            ratio.
+        line_mass: the frame line's mass (GeV), or None.
 
     Returns:
-        float32 tensor (n, n_frame_features(recoil)): kx, ky (GeV), y, log(m + 1
-        GeV), a, b, n_par of the measured objects; with recoil also the log of the
-        two recoil-solved pTs (measured pT where the solve gives none in
-        [1, 5000] GeV), log |sin(phi2 - phi1)|, and log(m + 1 GeV), a, b of the
-        pair with the solved pTs.
+        float32 tensor (n, n_frame_features(recoil, anchor)): kx, ky (GeV), y,
+        log(m + 1 GeV), a, b, n_par of the measured objects; with recoil also the
+        log of the two recoil-solved pTs (measured pT where the solve gives none
+        in [1, 5000] GeV), log |sin(phi2 - phi1)|, and log(m + 1 GeV), a, b (and
+        y if anchored) of the pair with the solved pTs; anchored, also the
+        partner rapidity and its (eta, phi) offset.
     """
     c = tf.cast(c_detector, tf.float64)
     columns = [c[:, i] for i in pair]
@@ -470,7 +681,15 @@ def detector_frame_features(c_detector, pair, recoil, ordered=True):
         solved2 = tf.where(valid, solved2, columns[3])
         solved = list(columns)
         solved[0], solved[3] = solved1, solved2
-        _, _, _, m_s, a_s, b_s, _ = frame_coordinates(*solved, rx, ry, ordered=ordered)
+        _, y_s, _, m_s, a_s, b_s, _ = frame_coordinates(
+            *solved, rx, ry, ordered=ordered
+        )
+        if anchor:
+            mass = m if line_mass is None else tf.ones_like(m) * float(line_mass)
+            y_p, deta_p, dphi_p = partner_rapidity(
+                columns[1], columns[2], columns[4], columns[5], rx, ry, mass, rapidity
+            )
+            features += [y_s, y_p, deta_p, dphi_p]
         features += [
             tf.math.log(solved1),
             tf.math.log(solved2),

@@ -55,6 +55,7 @@ GRID_KEYS = {
         "pair_mass_lines",
         "pair_masses_ordered",
         "pair_frames",
+        "pair_features",
     ),
     "training": (
         "batch_size",
@@ -80,6 +81,8 @@ def _format_value(value):
             parts.append("line")
         if value.get("reference"):
             parts.append("ref")
+        if value.get("anchor"):
+            parts.append("anchor")
         if value.get("ordered") is False:
             parts.append("unordered")
         return "-".join(parts)
