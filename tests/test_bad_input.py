@@ -282,7 +282,7 @@ def test_pair_mass_options_that_do_not_fit(pairs, ordered, fragments, out):
         (
             [{"pair": ["q1", "q2"], "anchor": True, "reference": True}],
             None,
-            ["model.pair_frames[0] = ", "sets both anchor and reference"],
+            ["model.pair_frames[0] = ", "sets reference and anchor", "at most one of"],
         ),
     ],
 )

@@ -299,9 +299,10 @@ def test_two_frames_recoiling_one_way_round_trip():
     assert np.all(np.isfinite(draws))
 
 
+@pytest.mark.parametrize("mode", ["anchor", "directions"])
 @pytest.mark.parametrize("ordered", [True, False])
 @pytest.mark.parametrize("recoil", [(), ((6, 8), (9, 11))])
-def test_anchored_frame_round_trips_with_the_exact_log_det(recoil, ordered):
+def test_anchored_frame_round_trips_with_the_exact_log_det(recoil, ordered, mode):
     rng = np.random.default_rng(11)
     x = _events(rng, 60)
     kwargs = {}
@@ -315,7 +316,7 @@ def test_anchored_frame_round_trips_with_the_exact_log_det(recoil, ordered):
 
     def frame():
         return PairFrame(
-            (0, 1, 2, 3, 4, 5), recoil=recoil, ordered=ordered, anchor=True
+            (0, 1, 2, 3, 4, 5), recoil=recoil, ordered=ordered, **{mode: True}
         )
 
     flow = tf.constant(frame().inverse(tf.constant(x), **kwargs).numpy())
@@ -325,6 +326,9 @@ def test_anchored_frame_round_trips_with_the_exact_log_det(recoil, ordered):
     if not ordered:
         anchor = x[:, 1:3]
     np.testing.assert_allclose(flow.numpy()[:, 1:3], anchor, rtol=1e-12, atol=1e-12)
+    if mode == "directions":  # the partner keeps its lab direction too
+        partner = np.where(np.isin(x[:, 1:3], anchor), x[:, 4:6], x[:, 1:3])
+        np.testing.assert_allclose(flow.numpy()[:, 4:6], partner, rtol=1e-12)
     back = frame().forward(flow).numpy()
     np.testing.assert_allclose(back, x, rtol=1e-9, atol=1e-9)
     with tf.GradientTape() as tape:
@@ -358,8 +362,39 @@ def test_anchored_frame_coordinates_are_the_pair_kinematics():
     energy = mass**2 / (2.0 * (pair[:, 0] - np.sum(pair[:, 1:] * d1, axis=1)))
     np.testing.assert_allclose(energy, q1[:, 0], rtol=1e-9)
     assert frame.flow_kinds == ("other", "eta", "phi", "mass", "eta", "other")
-    with pytest.raises(ConfigError, match="anchor or reference, not both"):
-        PairFrame((0, 1, 2, 3, 4, 5), anchor=True, reference=True)
+    with pytest.raises(ConfigError, match="anchor=True, directions=True; an"):
+        PairFrame((0, 1, 2, 3, 4, 5), anchor=True, directions=True)
+
+
+def test_direction_frame_coordinates_are_mass_and_balance():
+    x = _events(np.random.default_rng(16), 200)
+    frame = PairFrame((0, 1, 2, 3, 4, 5), recoil=((6, 8), (9, 11)), directions=True)
+    flow = frame.inverse(x, conditional_input=x[:, 1:3]).numpy()
+    q1, q2, l1, l2 = (_four_vectors(x, i) for i in range(4))
+    pair = q1 + q2
+    mass = np.sqrt(pair[:, 0] ** 2 - np.sum(pair[:, 1:] ** 2, axis=1))
+    np.testing.assert_allclose(flow[:, 3], mass, rtol=1e-9)
+    # u: the whole event's transverse momentum along (t1 - t2) / |t1 - t2|.
+    axis = q1[:, 1:3] / x[:, :1] - q2[:, 1:3] / x[:, 3:4]
+    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+    total = (q1 + q2 + l1 + l2)[:, 1:3]
+    np.testing.assert_allclose(flow[:, 0], np.sum(total * axis, axis=1), atol=1e-9)
+    np.testing.assert_allclose(flow[:, [1, 2, 4, 5]], x[:, [1, 2, 4, 5]], atol=0)
+    assert frame.flow_kinds == ("other", "eta", "phi", "mass", "eta", "phi")
+    # A balanced detector event on the line: u = 0, the solved pTs are the
+    # measured ones and nothing is left across the axis.
+    from cinnflow.flows.frames import detector_frame_features
+
+    c = x.copy()
+    c[:, 6:9] = [0.0, 0.0, 0.0]
+    c[:, 9], c[:, 11] = np.hypot(*pair[:, 1:3].T), np.arctan2(-pair[:, 2], -pair[:, 1])
+    features = detector_frame_features(
+        c, (0, 1, 2, 3, 4, 5), ((6, 8), (9, 11)), ordered=False, directions=True
+    ).numpy()
+    assert features.shape == (200, 17)
+    np.testing.assert_allclose(features[:, 7], 0.0, atol=1e-3)
+    np.testing.assert_allclose(np.exp(features[:, 8:10]), x[:, [0, 3]], rtol=1e-4)
+    np.testing.assert_allclose(features[:, 10], 0.0, atol=1e-3)
 
 
 def test_model_with_an_anchored_frame_samples_ordered_lab_quarks(tmp_path):
@@ -386,6 +421,32 @@ def test_model_with_an_anchored_frame_samples_ordered_lab_quarks(tmp_path):
     np.testing.assert_allclose(again.log_prob(x[:50], c[:50]).numpy(), lp, rtol=1e-6)
     name = point_name({"pair_frames": [{**frame, "anchor": True}]})
     assert name == "pair_frames=q1xq2-recoil-l1xl2-line-anchor"
+
+
+def test_model_with_a_direction_frame_samples_ordered_lab_quarks(tmp_path):
+    from cinnflow.sampling import sample_posterior
+    from cinnflow.training.grid import point_name
+
+    frame = {"pair": ["q1", "q2"], "line": W_LINE, "recoil": ["l1", "l2"]}
+    frame["directions"] = True
+    model, x, c = _frame_model(np.random.default_rng(17), pair_frames=[frame])
+    assert model.flow_kinds[:6] == ["other", "eta", "phi", "mass", "eta", "phi"]
+    # Both quark phis are measured from the jets' phis, as lab quarks' are.
+    assert model.phi_reference_index.tolist() == [2, 5, 8, 11]
+    assert model.n_features == 8 + 4 * 3 + 17  # 4 balance features more
+    lp = model.log_prob(x[:50], c[:50]).numpy()
+    assert np.all(np.isfinite(lp))
+    draws = sample_posterior(
+        model, c[:30], n_draws=20, batch_size=200, seed=4, support_margin=1.0
+    )
+    assert np.all(np.isfinite(draws)) and np.all(draws[..., 0] >= draws[..., 3])
+    model.save(tmp_path / "m")
+    again = ConditionalINN.load(tmp_path / "m")
+    assert again.frames[0].directions and not again.frames[0].anchor
+    np.testing.assert_allclose(again.log_prob(x[:50], c[:50]).numpy(), lp, rtol=1e-6)
+    assert point_name({"pair_frames": [frame]}) == (
+        "pair_frames=q1xq2-recoil-l1xl2-line-directions"
+    )
 
 
 def test_pair_features_add_the_measured_pair_mass_to_the_condition():
@@ -461,7 +522,7 @@ def test_parse_time_check_of_pair_frames():
         check_pair_frames([{"pair": ["q1", "q2"], "recoil": ["q2"]}], PROCESS)
     with pytest.raises(ConfigError, match="recoil objects"):
         check_pair_frames([{"pair": ["q1", "q2"], "recoil": ["j7"]}], PROCESS)
-    with pytest.raises(ConfigError, match=r"pair_frames\[0\] .* both anchor"):
+    with pytest.raises(ConfigError, match=r"pair_frames\[0\] .* reference and anchor"):
         check_pair_frames(
             [{"pair": ["q1", "q2"], "anchor": True, "reference": True}], PROCESS
         )

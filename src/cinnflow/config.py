@@ -193,11 +193,13 @@ def check_pair_frames(frames, process, *, pair_masses=None, key="model.pair_fram
         )
         raise ConfigError(msg)
     for i, frame in enumerate(frames):
-        if frame.get("anchor") and frame.get("reference"):
+        flags = [f for f in ("reference", "anchor", "directions") if frame.get(f)]
+        if len(flags) > 1:
             msg = (
-                f"{key}[{i}] = {frame!r} sets both anchor and reference: an anchored "
-                "frame keeps one object's lab direction and has no decay-direction "
-                "map whose pole reference could set; expected one of the two"
+                f"{key}[{i}] = {frame!r} sets {' and '.join(flags)}: an anchored or "
+                "direction frame keeps lab directions and has no decay-direction "
+                "map whose pole reference could set; expected at most one of "
+                "reference, anchor, directions"
             )
             raise ConfigError(msg)
         recoil = [str(o) for o in frame.get("recoil") or []]

@@ -56,6 +56,19 @@ E_a^2 / m) dm d2P_T dy dOmega_a``, ``dOmega_a = sech^2(eta_a) deta_a dphi_a`` an
 
     log |det d(lab) / d(kx, eta_a, phi_a, m, w, ky)| = log pt_a - log m - log pt_b
 
+Direction frames (``directions=True``) keep the lab directions of both objects:
+slots ``(u, eta_a, phi_a, m, eta_b, phi_b)``, labelled like an anchored frame. With
+``t_a, t_b`` the objects' transverse unit vectors, ``s = |sin((phi_a - phi_b) /
+2)|`` and ``n = (t_a - t_b) / (2 s)``, the coordinate ``u = (P_T + recoil) . n =
+s (pt_a - pt_b) + recoil . n`` is the hard process's transverse momentum along the
+axis on which the two pTs pull apart; with ``pt_a pt_b = m^2 / (2 (cosh deta -
+cos dphi))`` it fixes both pTs (one positive root). The jets' directions, the mass
+line and the pT balance along n are then straight coordinates; the balance across
+n is what the flow must learn (it ties the directions to the recoil)::
+
+    log |det d(lab) / d(u, eta_a, phi_a, m, eta_b, phi_b)| =
+        log pt_a + log pt_b - log(m / 2) - log s - log(pt_a + pt_b)
+
 All arithmetic is in float64 (boosts of a 40 GeV rest-frame momentum to the TeV
 scale lose digits in float32).
 """
@@ -75,6 +88,7 @@ __all__ = [
     "anchor_coordinates",
     "detector_frame_features",
     "detector_reference",
+    "direction_coordinates",
     "frame_coordinates",
     "n_frame_features",
     "reference_basis",
@@ -84,11 +98,11 @@ __all__ = [
 _SOLVED_PT_RANGE = (1.0, 5000.0)
 
 
-def n_frame_features(recoil, anchor=False):
+def n_frame_features(recoil, anchor=False, directions=False):
     """Number of condition features of one frame (``detector_frame_features``)."""
     if not recoil:
         return 7
-    return 17 if anchor else 13
+    return 17 if anchor or directions else 13
 
 
 # Grid of the partner-rapidity scan (``partner_rapidity``): coarse points over
@@ -348,6 +362,67 @@ def _delta_r2(eta1, phi1, eta2, phi2):
     return tf.square(eta1 - eta2) + tf.square(dphi)
 
 
+def _swap_where(swap, first, second):
+    """Exchange two objects' (pt, eta, phi) where ``swap`` is true."""
+    return (
+        tuple(tf.where(swap, v2, v1) for v1, v2 in zip(first, second, strict=True)),
+        tuple(tf.where(swap, v1, v2) for v1, v2 in zip(first, second, strict=True)),
+    )
+
+
+def _label_objects(first, second, label):
+    """Object closer in Delta R to the detector ``(eta, phi)`` first (None: keep)."""
+    if label is None:
+        return first, second
+    eta_d, phi_d = label
+    swap = _delta_r2(*second[1:], eta_d, phi_d) < _delta_r2(*first[1:], eta_d, phi_d)
+    return _swap_where(swap, first, second)
+
+
+def _balance_axis(phi_a, phi_b, rx, ry):
+    """``s = |sin(dphi / 2)|`` and ``recoil . n``, n = (t_a - t_b) / (2 s)."""
+    s = tf.maximum(tf.abs(tf.sin(0.5 * (phi_a - phi_b))), 1e-12)
+    along = rx * (tf.cos(phi_a) - tf.cos(phi_b)) + ry * (tf.sin(phi_a) - tf.sin(phi_b))
+    return s, along / (2.0 * s)
+
+
+def direction_coordinates(pt1, eta1, phi1, pt2, eta2, phi2, rx=0.0, ry=0.0, label=None):
+    """Direction frame coordinates of massless pairs (inverse of a direction frame).
+
+    Args:
+        pt1, eta1, phi1, pt2, eta2, phi2: float64 tensors of the two objects.
+        rx, ry: transverse momentum of the recoil objects (GeV).
+        label: None (object 1 is object a), or ``(eta, phi)`` of a detector
+            object: the object closer to it in Delta R is object a.
+
+    Returns:
+        tuple ``(u, eta_a, phi_a, m, eta_b, phi_b, pt_a, pt_b, s)`` of float64
+        tensors (module docstring).
+    """
+    a, b = _label_objects((pt1, eta1, phi1), (pt2, eta2, phi2), label)
+    m = _pair_mass(*a, *b)
+    s, along = _balance_axis(a[2], b[2], rx, ry)
+    u = s * (a[0] - b[0]) + along
+    return (u, a[1], a[2], m, b[1], b[2], a[0], b[0], s)
+
+
+def _direction_objects(u, eta_a, phi_a, m, eta_b, phi_b, rx, ry, ordered=True):
+    """(pt, eta, phi) of both objects from direction coordinates (float64)."""
+    s, along = _balance_axis(phi_a, phi_b, rx, ry)
+    product = tf.square(m) / (2.0 * pair_separation(eta_a, phi_a, eta_b, phi_b))
+    d = (u - along) / s
+    root = tf.sqrt(tf.square(d) + 4.0 * product)
+    # pt_a - pt_b = d, pt_a pt_b = product; the larger root without cancellation.
+    big = 0.5 * (tf.abs(d) + root)
+    small = product / big
+    pt_a = tf.where(d >= 0.0, big, small)
+    pt_b = tf.where(d >= 0.0, small, big)
+    objects = (pt_a, eta_a, phi_a), (pt_b, eta_b, phi_b)
+    if ordered:
+        objects = _swap_where(pt_b > pt_a, *objects)
+    return objects, (pt_a, pt_b, s)
+
+
 def anchor_coordinates(pt1, eta1, phi1, pt2, eta2, phi2, rx=0.0, ry=0.0, label=None):
     """Anchored frame coordinates of massless pairs (inverse of an anchored frame).
 
@@ -361,14 +436,7 @@ def anchor_coordinates(pt1, eta1, phi1, pt2, eta2, phi2, rx=0.0, ry=0.0, label=N
         tuple ``(kx, eta_a, phi_a, m, w, ky, pt_a, pt_b)`` of float64 tensors,
         ``w = 2 y - eta_a``.
     """
-    first, second = (pt1, eta1, phi1), (pt2, eta2, phi2)
-    if label is not None:
-        eta_d, phi_d = label
-        swap = _delta_r2(eta2, phi2, eta_d, phi_d) < _delta_r2(eta1, phi1, eta_d, phi_d)
-        first, second = (
-            tuple(tf.where(swap, v2, v1) for v1, v2 in zip(first, second, strict=True)),
-            tuple(tf.where(swap, v1, v2) for v1, v2 in zip(first, second, strict=True)),
-        )
+    first, second = _label_objects((pt1, eta1, phi1), (pt2, eta2, phi2), label)
     px, py, _, m, rapidity, _ = _rest_direction(*first, *second)
     w = 2.0 * rapidity - first[1]
     return (px + rx, first[1], first[2], m, w, py + ry, first[0], second[0])
@@ -392,14 +460,18 @@ def _anchor_objects(kx, eta_a, phi_a, m, w, ky, rx, ry, ordered=True):
     partner = (pt_b, tf.asinh(qz / pt_b), tf.atan2(qy, qx))
     if not ordered:
         return (anchor, partner), (pt_a, pt_b)
-    swap = pt_b > pt_a
-    first = tuple(
-        tf.where(swap, v2, v1) for v1, v2 in zip(anchor, partner, strict=True)
+    return _swap_where(pt_b > pt_a, anchor, partner), (pt_a, pt_b)
+
+
+def _direction_log_det(pt_a, pt_b, m, s):
+    """log |det d(lab) / d(direction coordinates)| (module docstring)."""
+    return (
+        tf.math.log(pt_a)
+        + tf.math.log(pt_b)
+        - tf.math.log(0.5 * m)
+        - tf.math.log(s)
+        - tf.math.log(pt_a + pt_b)
     )
-    second = tuple(
-        tf.where(swap, v1, v2) for v1, v2 in zip(anchor, partner, strict=True)
-    )
-    return (first, second), (pt_a, pt_b)
 
 
 def detector_reference(c_detector, pair):
@@ -429,6 +501,7 @@ class PairFrame(tfb.Bijector):
         reference=False,
         ordered=True,
         anchor=False,
+        directions=False,
         name="pair_frame_00",
     ):
         """Build the bijector.
@@ -455,11 +528,15 @@ class PairFrame(tfb.Bijector):
                 anchored pair needs the (eta, phi) (n, 2) of the first matched
                 detector object as ``conditional_input`` of ``inverse`` (the
                 anchor is the object closer to it); not with ``reference``.
+            directions: if True, the slots hold ``(u, eta_a, phi_a, m, eta_b,
+                phi_b)``: both objects keep their lab directions (module
+                docstring), labelled like an anchored frame; not with
+                ``reference`` or ``anchor``.
             name: bijector name.
 
         Raises:
             ConfigError: for repeated columns, recoil columns inside the pair, or
-                ``anchor`` together with ``reference``.
+                more than one of ``reference``, ``anchor``, ``directions``.
         """
         parameters = dict(locals())
         self._pair = tuple(int(i) for i in pair)
@@ -467,11 +544,13 @@ class PairFrame(tfb.Bijector):
         self._reference = bool(reference)
         self._ordered = bool(ordered)
         self._anchor = bool(anchor)
-        if self._anchor and self._reference:
+        self._directions = bool(directions)
+        if self._reference + self._anchor + self._directions > 1:
             msg = (
-                "an anchored pair frame keeps one object's lab direction and has no "
-                "direction map whose pole a reference could set; expected anchor or "
-                "reference, not both"
+                f"pair frame {name!r}: reference={self._reference}, anchor="
+                f"{self._anchor}, directions={self._directions}; an anchored or "
+                "direction frame keeps lab directions and has no decay-direction map "
+                "whose pole a reference could set: expected at most one of the three"
             )
             raise ConfigError(msg)
         recoil_columns = [i for p in self._recoil for i in p]
@@ -519,9 +598,14 @@ class PairFrame(tfb.Bijector):
         return self._anchor
 
     @property
+    def directions(self):
+        """Whether both objects keep their lab directions (slots u, eta, phi, m)."""
+        return self._directions
+
+    @property
     def needs_label(self):
         """Whether ``inverse`` needs the detector (eta, phi) that picks the anchor."""
-        return self._anchor and self._ordered
+        return (self._anchor or self._directions) and self._ordered
 
     @property
     def mass_slot(self):
@@ -533,6 +617,8 @@ class PairFrame(tfb.Bijector):
         """Kinds of the six slots on the forward input (for ``ColumnTransform``)."""
         if self._anchor:
             return ("other", "eta", "phi", "mass", "eta", "other")
+        if self._directions:
+            return ("other", "eta", "phi", "mass", "eta", "phi")
         return ("other", "eta", "other", "mass", "other", "other")
 
     def _columns(self, x):
@@ -558,7 +644,8 @@ class PairFrame(tfb.Bijector):
             return None
         if conditional_input is None:
             msg = (
-                f"bijector {self.name!r} is an ordered anchored frame and needs the "
+                f"bijector {self.name!r} is an ordered anchored or direction frame "
+                "and needs the "
                 "(eta, phi) (n, 2) of the first matched detector object as "
                 "conditional_input"
             )
@@ -570,6 +657,8 @@ class PairFrame(tfb.Bijector):
         rx, ry = self._recoil64(x)
         if self._anchor:
             objects, _ = _anchor_objects(*self._columns(x), rx, ry, self._ordered)
+        elif self._directions:
+            objects, _ = _direction_objects(*self._columns(x), rx, ry, self._ordered)
         else:
             pole = self._pole(conditional_input)
             objects, _ = _lab_objects(*self._columns(x), rx, ry, pole, self._ordered)
@@ -580,6 +669,9 @@ class PairFrame(tfb.Bijector):
         if self._anchor:
             label = self._label(conditional_input)
             coords = anchor_coordinates(*self._columns(y), rx, ry, label)
+        elif self._directions:
+            label = self._label(conditional_input)
+            coords = direction_coordinates(*self._columns(y), rx, ry, label)
         else:
             pole = self._pole(conditional_input)
             coords = frame_coordinates(*self._columns(y), rx, ry, pole, self._ordered)
@@ -592,6 +684,9 @@ class PairFrame(tfb.Bijector):
             _, (pt_a, pt_b) = _anchor_objects(*columns, rx, ry, self._ordered)
             value = tf.math.log(pt_a) - tf.math.log(columns[3]) - tf.math.log(pt_b)
             return tf.cast(value, x.dtype)
+        if self._directions:
+            _, (pt_a, pt_b, s) = _direction_objects(*columns, rx, ry, self._ordered)
+            return tf.cast(_direction_log_det(pt_a, pt_b, columns[3], s), x.dtype)
         pole = self._pole(conditional_input)
         kx, rapidity, ky, m, a, b = columns
         objects, s = _lab_objects(
@@ -614,6 +709,11 @@ class PairFrame(tfb.Bijector):
             m, pt_a, pt_b = coords[3], coords[6], coords[7]
             value = tf.math.log(m) + tf.math.log(pt_b) - tf.math.log(pt_a)
             return tf.cast(value, y.dtype)
+        if self._directions:
+            label = self._label(conditional_input)
+            coords = direction_coordinates(*columns, rx, ry, label)
+            m, pt_a, pt_b, s = coords[3], coords[6], coords[7], coords[8]
+            return tf.cast(-_direction_log_det(pt_a, pt_b, m, s), y.dtype)
         pole = self._pole(conditional_input)
         _, _, _, m, a, b, _ = frame_coordinates(*columns, rx, ry, pole, self._ordered)
         s = tf.square(a) + tf.square(b)
@@ -627,7 +727,13 @@ class PairFrame(tfb.Bijector):
 
 
 def detector_frame_features(
-    c_detector, pair, recoil, ordered=True, anchor=False, line_mass=None
+    c_detector,
+    pair,
+    recoil,
+    ordered=True,
+    anchor=False,
+    line_mass=None,
+    directions=False,
 ):
     """Frame coordinates of detector objects, bounded, as condition features.
 
@@ -650,14 +756,22 @@ def detector_frame_features(
             rapidity, which the measured pTs give only to about the jets' pT
             ratio.
         line_mass: the frame line's mass (GeV), or None.
+        directions: the frame's ``directions``: with recoil, the detector's
+            ``u`` (module docstring), the two pTs that the measured directions
+            give for ``u = 0`` on the line (``line_mass`` or the measured mass)
+            and the transverse-momentum balance across the axis that is then
+            left (GeV): how far the measured directions are from a balanced
+            event, which the flow's directions must absorb.
 
     Returns:
-        float32 tensor (n, n_frame_features(recoil, anchor)): kx, ky (GeV), y,
+        float32 tensor (n, n_frame_features(recoil, anchor, directions)): kx,
+        ky (GeV), y,
         log(m + 1 GeV), a, b, n_par of the measured objects; with recoil also the
         log of the two recoil-solved pTs (measured pT where the solve gives none
         in [1, 5000] GeV), log |sin(phi2 - phi1)|, and log(m + 1 GeV), a, b (and
         y if anchored) of the pair with the solved pTs; anchored, also the
-        partner rapidity and its (eta, phi) offset.
+        partner rapidity and its (eta, phi) offset; with directions, the four
+        numbers above.
     """
     c = tf.cast(c_detector, tf.float64)
     columns = [c[:, i] for i in pair]
@@ -690,6 +804,8 @@ def detector_frame_features(
                 columns[1], columns[2], columns[4], columns[5], rx, ry, mass, rapidity
             )
             features += [y_s, y_p, deta_p, dphi_p]
+        if directions:
+            features += _balance_features(columns, rx, ry, m, line_mass)
         features += [
             tf.math.log(solved1),
             tf.math.log(solved2),
@@ -700,3 +816,25 @@ def detector_frame_features(
         ]
     features = [tf.where(tf.math.is_finite(f), f, tf.zeros_like(f)) for f in features]
     return tf.cast(tf.stack(features, axis=-1), tf.float32)
+
+
+def _balance_features(columns, rx, ry, m, line_mass):
+    """``u``, log solved pTs and the leftover balance of detector objects."""
+    eta_a, phi_a, eta_b, phi_b = columns[1], columns[2], columns[4], columns[5]
+    u = direction_coordinates(*columns, rx, ry)[0]
+    mass = m if line_mass is None else tf.ones_like(m) * float(line_mass)
+    (a, b), _ = _direction_objects(
+        tf.zeros_like(u), eta_a, phi_a, mass, eta_b, phi_b, rx, ry, ordered=False
+    )
+    vx = a[0] * tf.cos(phi_a) + b[0] * tf.cos(phi_b) + rx
+    vy = a[0] * tf.sin(phi_a) + b[0] * tf.sin(phi_b) + ry
+    half = 0.5 * (phi_a + phi_b)
+    # Across the balance axis: along t_a + t_b, direction (cos, sin) of half.
+    across = vx * tf.cos(half) + vy * tf.sin(half)
+    low, high = _SOLVED_PT_RANGE
+    return [
+        u,
+        tf.math.log(tf.clip_by_value(a[0], low, high)),
+        tf.math.log(tf.clip_by_value(b[0], low, high)),
+        across,
+    ]

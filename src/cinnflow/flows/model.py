@@ -158,10 +158,12 @@ class ConditionalINN(tf.Module):
                 ordered too (``PairMass(ordered=...)``).
             frames: sequence of dicts ``{"pair": six column indices, "line": None
                 or (mass, width) in GeV, "recoil": list of (pt, phi) column
-                indices}``: the flow models that pair in its rest-frame
-                coordinates (``PairFrame``: transverse momentum plus the recoil's,
-                rapidity, mass on its line, decay direction), and the condition
-                gets the same coordinates of the matched detector objects.
+                indices}`` and the flags ``reference``, ``ordered``, ``anchor``,
+                ``directions``: the flow models that pair in frame coordinates
+                (``PairFrame``: transverse momentum plus the recoil's, rapidity,
+                mass on its line, decay direction or lab directions), and the
+                condition gets the same coordinates of the matched detector
+                objects.
             feature_pairs: sequence of six parton column indices of pairs whose
                 matched detector objects add their pair kinematics (pT, rapidity,
                 log mass, rest-frame direction; ``detector_frame_features``) to
@@ -216,7 +218,9 @@ class ConditionalINN(tf.Module):
             self.feature_pairs.append([self._detector_column(j) for j in pair])
         n_features = (
             n_condition_features(self.detector_kinds)
-            + sum(n_frame_features(f.recoil, f.anchor) for f in self.frames)
+            + sum(
+                n_frame_features(f.recoil, f.anchor, f.directions) for f in self.frames
+            )
             + n_frame_features(()) * len(self.feature_pairs)
         )
         self.dim, self.n_features = dim, n_features
@@ -381,6 +385,7 @@ class ConditionalINN(tf.Module):
                 reference=args["reference"],
                 ordered=args["ordered"],
                 anchor=args.get("anchor", False),
+                directions=args.get("directions", False),
                 name=f"pair_frame_{i:02d}",
             )
             frame.line = args["line"]
@@ -541,6 +546,7 @@ class ConditionalINN(tf.Module):
                 f.ordered,
                 f.anchor,
                 None if f.line is None else f.line[0],
+                f.directions,
             )
             for f in self.frames
         ]
@@ -712,7 +718,7 @@ class ConditionalINN(tf.Module):
 
         The direction (n, 3) of the pole of a frame with ``reference``; the (eta,
         phi) (n, 2) of the first matched detector object of an ordered anchored
-        frame (it picks the anchor).
+        or direction frame (it picks the anchor).
         """
         references = []
         for f in self.frames:
@@ -1155,6 +1161,7 @@ def _frame_args(frame):
         "reference": bool(frame.get("reference", False)),
         "ordered": bool(frame.get("ordered", True)),
         "anchor": bool(frame.get("anchor", False)),
+        "directions": bool(frame.get("directions", False)),
         # Object names for messages (from the config; None for column indices).
         "objects": None if frame.get("objects") is None else list(frame["objects"]),
     }
@@ -1187,6 +1194,7 @@ def _frame_columns(frames, parton_names):
                 "reference": bool(entry.get("reference", False)),
                 "ordered": bool(entry.get("ordered", True)),
                 "anchor": bool(entry.get("anchor", False)),
+                "directions": bool(entry.get("directions", False)),
                 "objects": [str(o) for o in pair],
             }
         )

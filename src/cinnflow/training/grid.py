@@ -83,6 +83,8 @@ def _format_value(value):
             parts.append("ref")
         if value.get("anchor"):
             parts.append("anchor")
+        if value.get("directions"):
+            parts.append("directions")
         if value.get("ordered") is False:
             parts.append("unordered")
         return "-".join(parts)
