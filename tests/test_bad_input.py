@@ -1048,3 +1048,58 @@ def test_snakemake_rejects_a_bad_config_before_any_job(tmp_path):
     assert result.returncode != 0
     assert "preparation: unknown key 'splitt'; did you mean 'split'?" in result.stderr
     assert not (work / "results").exists() and not (work / "logs").exists()
+
+
+def test_snakemake_rejects_an_event_file_without_a_branch_before_any_job(tmp_path):
+    # Checked from the tree's metadata when the workflow is parsed: a job-time
+    # error would come after Snakemake removed the outputs the job replaces.
+    work = _workflow(tmp_path, inputs=["data/no_mass.root"])
+    (work / "data").mkdir()
+    data = _random_collections(seed=3, n_events=5)
+    data["Jet"] = ak.zip({f: data["Jet"][f] for f in ("PT", "Eta", "Phi")})
+    with uproot.recreate(work / "data" / "no_mass.root") as handle:
+        handle.mktree(
+            "Delphes",
+            {name: data[name].type.content for name in ("Particle", "Jet")},
+            counter_name=lambda c: f"{c}_size",
+            field_name=lambda c, f: f"{c}.{f}",
+        )
+        handle["Delphes"].extend({name: data[name] for name in ("Particle", "Jet")})
+    result = _snakemake(work, "results/prepared/train.npz")
+    assert result.returncode != 0
+    assert "cinnflow: tree 'Delphes' in 'data/no_mass.root' has no branch Jet.Mass" in (
+        result.stderr
+    )
+    assert not (work / "results").exists() and not (work / "logs").exists()
+
+
+@needs_real
+def test_snakemake_rejects_a_truncated_lhe_file_before_any_job(tmp_path):
+    work = _workflow(tmp_path)
+    raw = (REAL / "lhe_pp_VV_weakbosons_pythia8_100ev.lhe").read_text().splitlines()
+    cut = next(i for i, line in enumerate(raw) if line.strip() == "</event>") + 3
+    (work / "cut.lhe").write_text("\n".join(raw[:cut]) + "\n")
+    config = yaml.safe_load((work / "bad.yaml").read_text())
+    config["events"].update(source="lhe", lhe_file="cut.lhe")
+    (work / "bad.yaml").write_text(yaml.safe_dump(config))
+    result = _snakemake(work, "results/prepared/train.npz")
+    assert result.returncode != 0
+    assert "cinnflow: LHE file 'cut.lhe' is truncated: its last line is" in (
+        result.stderr
+    )
+    assert "expected the closing </LesHouchesEvents> tag" in result.stderr
+    assert not (work / "results").exists() and not (work / "logs").exists()
+
+
+def test_event_tree_written_as_rntuple(inp, out):
+    # uproot writes a dict assigned to a file key as an RNTuple, not a TTree.
+    path = inp / "rntuple.root"
+    with uproot.recreate(path) as handle:
+        handle["Delphes"] = {"x": np.arange(3.0)}
+    rejected(
+        _prepare([path], out),
+        InputFileError,
+        "has no tree 'Delphes'; trees there: []; 'Delphes' there is a",
+        "expected a TTree",
+        out=out,
+    )

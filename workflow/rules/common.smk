@@ -1,4 +1,9 @@
+import os
 import sys
+
+# TensorFlow's C++ info and warning lines (oneDNN, XLA, "no CUDA drivers") in
+# every job's output; its errors still show. Set it in the environment to change.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from cinnflow.closure.injection import check_injection
 from cinnflow.config import (
@@ -9,8 +14,9 @@ from cinnflow.config import (
     validate_config,
 )
 from cinnflow.errors import ConfigError, InputFileError
-from cinnflow.io.delphes import check_root_header
-from cinnflow.io.lhe import check_lhe_head
+from cinnflow.io.delphes import check_delphes_schema
+from cinnflow.io.lhe import check_lhe_head, check_lhe_tail
+from cinnflow.preparation.pairing import OPTIONAL_COLLECTIONS, READ_COLLECTIONS
 from cinnflow.sampling.ensemble import member_seed
 from cinnflow.training.grid import grid_points, point_config
 
@@ -54,13 +60,17 @@ try:
             PROCESS,
             key=f"model.pair_features (grid point {_point})",
         )
-    # The user's files, by their first bytes (the jobs read them whole): a wrong
-    # file is reported now, not after other jobs ran.
+    # The user's files, by their header, tree metadata and end (the jobs read
+    # them whole): a wrong file is reported now, before Snakemake removes the
+    # outputs that a job would replace and before other jobs ran.
     if config["preparation"].get("inputs"):
         for _path in config["preparation"]["inputs"]:
-            check_root_header(_path)
+            check_delphes_schema(
+                _path, collections=READ_COLLECTIONS, optional=OPTIONAL_COLLECTIONS
+            )
     elif config["events"]["source"] == "lhe":
         check_lhe_head(config["events"]["lhe_file"])
+        check_lhe_tail(config["events"]["lhe_file"])
     INJECTION = config["evaluation"].get("injection")
     # The injected events go through cinnflow's own detector model, so they are
     # not mixed into the user's own Delphes files.

@@ -826,11 +826,13 @@ def _balance_features(columns, rx, ry, m, line_mass):
     (a, b), _ = _direction_objects(
         tf.zeros_like(u), eta_a, phi_a, mass, eta_b, phi_b, rx, ry, ordered=False
     )
+    nx, ny = tf.cos(phi_a) - tf.cos(phi_b), tf.sin(phi_a) - tf.sin(phi_b)
+    norm = tf.maximum(tf.sqrt(tf.square(nx) + tf.square(ny)), 1e-12)
     vx = a[0] * tf.cos(phi_a) + b[0] * tf.cos(phi_b) + rx
     vy = a[0] * tf.sin(phi_a) + b[0] * tf.sin(phi_b) + ry
-    half = 0.5 * (phi_a + phi_b)
-    # Across the balance axis: along t_a + t_b, direction (cos, sin) of half.
-    across = vx * tf.cos(half) + vy * tf.sin(half)
+    # Across the balance axis n: along n turned by +90 degrees (continuous in the
+    # angles wherever n is defined, whichever side of the +-pi seam they are).
+    across = (ny * vx - nx * vy) / norm
     low, high = _SOLVED_PT_RANGE
     return [
         u,

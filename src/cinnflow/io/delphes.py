@@ -31,6 +31,7 @@ from cinnflow.io.formats import looks_like
 __all__ = [
     "SCHEMA",
     "DelphesWriter",
+    "check_delphes_schema",
     "read_all_collections",
     "read_delphes",
     "write_delphes",
@@ -278,6 +279,86 @@ def _check_finite(path, tree_name, collection, field, values):
         raise InputFileError(msg)
 
 
+def _open_events(path):
+    """The uproot handle of a Delphes-schema event file (header checked first)."""
+    check_root_header(path)
+    try:
+        return uproot.open(path)
+    except Exception as err:
+        msg = (
+            f"cannot open event file {str(path)!r} as ROOT: {type(err).__name__}: {err}"
+        )
+        raise InputFileError(msg) from err
+
+
+def _event_tree(handle, path, tree):
+    """The TTree ``tree`` of an open file, or an error that says what is there."""
+    classes = {k.split(";")[0]: c for k, c in handle.classnames().items()}
+    trees = [k for k, c in classes.items() if c == "TTree"]
+    if tree not in trees:
+        other = ""
+        if tree in classes:
+            other = (
+                f"; {tree!r} there is a {classes[tree]}, expected a TTree (uproot "
+                "writes a dict assigned to a file key as an RNTuple; use mktree)"
+            )
+        msg = (
+            f"event file {str(path)!r} has no tree {tree!r}; trees there: "
+            f"{trees}{other}"
+        )
+        raise InputFileError(msg)
+    return handle[tree]
+
+
+def _check_schema(ttree, path, tree, collections, optional):
+    """Map collection -> {field: TBranch}, None for an absent optional one."""
+    out = {}
+    for collection, fields in collections.items():
+        branches = _collection_branches(ttree, collection)
+        if branches is None:
+            if collection in optional:
+                out[collection] = None
+                continue
+            top = {b.name for b in ttree.branches if not b.name.endswith("_size")}
+            msg = (
+                f"tree {tree!r} in {str(path)!r} has no collection "
+                f"{collection!r} (branch {collection}.*); nearest: "
+                f"{_nearest(collection, top)}"
+            )
+            raise InputFileError(msg)
+        missing = [f for f in fields if f not in branches]
+        if missing:
+            msg = (
+                f"tree {tree!r} in {str(path)!r} has no branch "
+                f"{collection}.{missing[0]}; nearest fields of {collection}: "
+                f"{_nearest(missing[0], branches)}"
+            )
+            raise InputFileError(msg)
+        out[collection] = branches
+    return out
+
+
+def check_delphes_schema(path, *, collections, tree="Delphes", optional=()):
+    """Raise InputFileError unless ``path`` has the tree, collections and fields.
+
+    Reads the file's header and the tree's metadata only, no baskets: cheap enough
+    for the workflow to check the user's files when it is parsed, so that a file
+    without a needed branch is reported before any job runs (and before Snakemake
+    removes the outputs it would replace).
+
+    Args:
+        path: ROOT file.
+        collections: collection name -> field names (Delphes spelling).
+        tree: name of the tree.
+        optional: collections that may be absent.
+    """
+    path = Path(path)
+    with _open_events(path) as handle:
+        _check_schema(
+            _event_tree(handle, path, tree), path, tree, collections, set(optional)
+        )
+
+
 def read_delphes(
     path,
     *,
@@ -317,22 +398,10 @@ def read_delphes(
             f"{list(collections)}"
         )
         raise ValueError(msg)
-    check_root_header(path)
-    try:
-        handle = uproot.open(path)
-    except Exception as err:
-        msg = (
-            f"cannot open event file {str(path)!r} as ROOT: {type(err).__name__}: {err}"
-        )
-        raise InputFileError(msg) from err
+    handle = _open_events(path)
     with handle:
-        trees = [
-            k.split(";")[0] for k, c in handle.classnames().items() if c == "TTree"
-        ]
-        if tree not in trees:
-            msg = f"event file {str(path)!r} has no tree {tree!r}; trees there: {trees}"
-            raise InputFileError(msg)
-        ttree = handle[tree]
+        ttree = _event_tree(handle, path, tree)
+        branch_map = _check_schema(ttree, path, tree, collections, optional)
         n_events = (
             ttree.num_entries
             if entry_stop is None
@@ -340,29 +409,13 @@ def read_delphes(
         )
         out = {}
         for collection, fields in collections.items():
-            branches = _collection_branches(ttree, collection)
+            branches = branch_map[collection]
             if branches is None:
-                if collection in optional:
-                    logger.info(
-                        "%s: collection %s absent, using empty lists", path, collection
-                    )
-                    out[collection] = _empty_collection(n_events, fields)
-                    continue
-                top = {b.name for b in ttree.branches if not b.name.endswith("_size")}
-                msg = (
-                    f"tree {tree!r} in {str(path)!r} has no collection "
-                    f"{collection!r} (branch {collection}.*); nearest: "
-                    f"{_nearest(collection, top)}"
+                logger.info(
+                    "%s: collection %s absent, using empty lists", path, collection
                 )
-                raise InputFileError(msg)
-            missing = [f for f in fields if f not in branches]
-            if missing:
-                msg = (
-                    f"tree {tree!r} in {str(path)!r} has no branch "
-                    f"{collection}.{missing[0]}; nearest fields of {collection}: "
-                    f"{_nearest(missing[0], branches)}"
-                )
-                raise InputFileError(msg)
+                out[collection] = _empty_collection(n_events, fields)
+                continue
             arrays = {}
             for field in fields:
                 values = _read_branch(path, branches[field], entry_stop)
@@ -386,18 +439,8 @@ def read_all_collections(path, *, tree="Delphes"):
         dict: collection name -> jagged record array with the SCHEMA fields.
     """
     path = Path(path)
-    check_root_header(path)
-    try:
-        with uproot.open(path) as handle:
-            names = {b.name for b in handle[tree].branches} if tree in handle else None
-    except Exception as err:
-        msg = (
-            f"cannot open event file {str(path)!r} as ROOT: {type(err).__name__}: {err}"
-        )
-        raise InputFileError(msg) from err
-    if names is None:
-        msg = f"event file {str(path)!r} has no tree {tree!r}"
-        raise InputFileError(msg)
+    with _open_events(path) as handle:
+        names = {b.name for b in _event_tree(handle, path, tree).branches}
     wanted = {c: list(f) for c, f in SCHEMA.items() if _counter_name(c) in names}
     if not wanted:
         msg = (

@@ -18,7 +18,7 @@ from pathlib import Path
 from cinnflow.errors import InputFileError
 from cinnflow.io.formats import looks_like
 
-__all__ = ["check_lhe"]
+__all__ = ["check_lhe", "check_lhe_head", "check_lhe_tail"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,8 @@ _N_EVENT_HEADER = 6
 _N_PARTICLE_FIELDS = 13
 # Only the start of the file is searched for the root tag.
 _N_HEAD_LINES = 50
+# ... and the end of a plain file for the closing tag.
+_TAIL_BYTES = 4096
 
 
 def _open_text(path):
@@ -82,6 +84,34 @@ def check_lhe_head(path):
         )
         raise InputFileError(msg) from err
     raise _not_lhe(path)
+
+
+def check_lhe_tail(path):
+    """Check that a plain LHE file ends with ``</LesHouchesEvents>`` (cheap).
+
+    Reads the last 4 KiB only: the workflow checks this when it is parsed, so that
+    a file cut short is reported before any job runs (and before Snakemake removes
+    the outputs that the simulate job would replace). A gzip file cannot be read
+    from its end; ``check_lhe`` checks it whole in the simulate job.
+
+    Raises:
+        InputFileError: a plain file without the closing tag at its end.
+    """
+    path = Path(path)
+    with path.open("rb") as handle:
+        if handle.read(2) == _GZIP_MAGIC:
+            return
+        size = handle.seek(0, 2)
+        handle.seek(max(0, size - _TAIL_BYTES))
+        tail = handle.read()
+    if b"</LesHouchesEvents" not in tail:
+        last = tail.rstrip().splitlines()[-1:] or [b""]
+        msg = (
+            f"LHE file {str(path)!r} is truncated: its last line is "
+            f"{last[0].decode(errors='replace')[:80]!r}, expected the closing "
+            "</LesHouchesEvents> tag at the end of the file"
+        )
+        raise InputFileError(msg)
 
 
 def check_lhe(path) -> int:

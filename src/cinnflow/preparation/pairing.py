@@ -15,6 +15,7 @@ from cinnflow.errors import ConfigError
 __all__ = [
     "LEPTON_MASS_GEV",
     "PARTICLE_FIELDS",
+    "OPTIONAL_COLLECTIONS",
     "READ_COLLECTIONS",
     "column_names",
     "detector_level",
@@ -35,6 +36,8 @@ READ_COLLECTIONS = {
     "Electron": ["PT", "Eta", "Phi", "Charge"],
     "Muon": ["PT", "Eta", "Phi", "Charge"],
 }
+#: Collections of READ_COLLECTIONS that a file may lack (no leptons of a flavour).
+OPTIONAL_COLLECTIONS = ("Electron", "Muon")
 
 # Lepton objects the detector level can form: none, one, or one opposite-sign,
 # same-flavour pair.

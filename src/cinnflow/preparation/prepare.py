@@ -14,6 +14,7 @@ from cinnflow.io.atomic import atomic_path
 from cinnflow.io.delphes import read_delphes
 from cinnflow.io.npz import load_npz
 from cinnflow.preparation.pairing import (
+    OPTIONAL_COLLECTIONS,
     READ_COLLECTIONS,
     column_names,
     detector_level,
@@ -57,7 +58,7 @@ def pair_file(path, process):
         pass both the parton-level and the detector-level selection.
     """
     events = read_delphes(
-        path, collections=READ_COLLECTIONS, optional=("Electron", "Muon")
+        path, collections=READ_COLLECTIONS, optional=OPTIONAL_COLLECTIONS
     )
     _check_mothers(path, events["Particle"])
     x_parton, found = parton_level(events["Particle"], process["parton"])
