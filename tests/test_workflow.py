@@ -158,6 +158,8 @@ def test_lhe_input_runs_through_preparation(tmp_path):
     _copy_workflow(tmp_path)
     config = yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text())
     config["process"] = "config/processes/zjets.yaml"
+    # As in config/zjets.yaml: the main job's W frame needs two quarks.
+    config.setdefault("model", {})["pair_frames"] = []
     config["events"].update(
         source="lhe", lhe_file=str(ZJETS_LHE), n_events=1000, n_chunks=2, isr=True
     )
