@@ -487,11 +487,10 @@ def test_event_file_without_particle_collection(inp, out):
     )
 
 
-def test_event_file_without_jet_mass_branch(inp, out):
+def _write_without_jet_mass(path):
+    """A Delphes tree with Particle and Jet, the Jet.Mass branch left out."""
     data = _random_collections(seed=3, n_events=5)
-    jets = data["Jet"]
-    data["Jet"] = ak.zip({f: jets[f] for f in ("PT", "Eta", "Phi")})
-    path = inp / "no_mass.root"
+    data["Jet"] = ak.zip({f: data["Jet"][f] for f in ("PT", "Eta", "Phi")})
     with uproot.recreate(path) as handle:
         handle.mktree(
             "Delphes",
@@ -500,6 +499,11 @@ def test_event_file_without_jet_mass_branch(inp, out):
             field_name=lambda c, f: f"{c}.{f}",
         )
         handle["Delphes"].extend({name: data[name] for name in ("Particle", "Jet")})
+    return path
+
+
+def test_event_file_without_jet_mass_branch(inp, out):
+    path = _write_without_jet_mass(inp / "no_mass.root")
     rejected(
         _prepare([path], out),
         InputFileError,
@@ -1055,16 +1059,7 @@ def test_snakemake_rejects_an_event_file_without_a_branch_before_any_job(tmp_pat
     # error would come after Snakemake removed the outputs the job replaces.
     work = _workflow(tmp_path, inputs=["data/no_mass.root"])
     (work / "data").mkdir()
-    data = _random_collections(seed=3, n_events=5)
-    data["Jet"] = ak.zip({f: data["Jet"][f] for f in ("PT", "Eta", "Phi")})
-    with uproot.recreate(work / "data" / "no_mass.root") as handle:
-        handle.mktree(
-            "Delphes",
-            {name: data[name].type.content for name in ("Particle", "Jet")},
-            counter_name=lambda c: f"{c}_size",
-            field_name=lambda c, f: f"{c}.{f}",
-        )
-        handle["Delphes"].extend({name: data[name] for name in ("Particle", "Jet")})
+    _write_without_jet_mass(work / "data" / "no_mass.root")
     result = _snakemake(work, "results/prepared/train.npz")
     assert result.returncode != 0
     assert "cinnflow: tree 'Delphes' in 'data/no_mass.root' has no branch Jet.Mass" in (

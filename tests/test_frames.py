@@ -32,6 +32,12 @@ def _four_vectors(x, obj):
     )
 
 
+def _pair(p1, p2):
+    """Four-momentum and invariant mass of two four-vectors (E, px, py, pz)."""
+    pair = p1 + p2
+    return pair, np.sqrt(pair[:, 0] ** 2 - np.sum(pair[:, 1:] ** 2, axis=1))
+
+
 @pytest.mark.parametrize("ordered", [True, False])
 @pytest.mark.parametrize("reference", [False, True])
 @pytest.mark.parametrize("recoil", [(), ((6, 8), (9, 11))])
@@ -93,8 +99,7 @@ def test_frame_coordinates_are_the_pair_and_event_kinematics():
     x = _events(np.random.default_rng(2), 200)
     flow = PairFrame((0, 1, 2, 3, 4, 5), recoil=((6, 8), (9, 11))).inverse(x).numpy()
     q1, q2, l1, l2 = (_four_vectors(x, i) for i in range(4))
-    pair = q1 + q2
-    mass = np.sqrt(pair[:, 0] ** 2 - np.sum(pair[:, 1:] ** 2, axis=1))
+    pair, mass = _pair(q1, q2)
     np.testing.assert_allclose(flow[:, 3], mass, rtol=1e-6)
     rapidity = 0.5 * np.log((pair[:, 0] + pair[:, 3]) / (pair[:, 0] - pair[:, 3]))
     np.testing.assert_allclose(flow[:, 1], rapidity, rtol=1e-7, atol=1e-7)
@@ -349,8 +354,7 @@ def test_anchored_frame_coordinates_are_the_pair_kinematics():
     frame = PairFrame((0, 1, 2, 3, 4, 5), recoil=((6, 8), (9, 11)), anchor=True)
     flow = frame.inverse(x, conditional_input=x[:, 1:3]).numpy()
     q1, q2, l1, l2 = (_four_vectors(x, i) for i in range(4))
-    pair = q1 + q2
-    mass = np.sqrt(pair[:, 0] ** 2 - np.sum(pair[:, 1:] ** 2, axis=1))
+    pair, mass = _pair(q1, q2)
     np.testing.assert_allclose(flow[:, 3], mass, rtol=1e-6)
     rapidity = 0.5 * np.log((pair[:, 0] + pair[:, 3]) / (pair[:, 0] - pair[:, 3]))
     # w = 2 y - eta_a: the partner's eta for a pair at rest in the transverse plane.
@@ -371,8 +375,7 @@ def test_direction_frame_coordinates_are_mass_and_balance():
     frame = PairFrame((0, 1, 2, 3, 4, 5), recoil=((6, 8), (9, 11)), directions=True)
     flow = frame.inverse(x, conditional_input=x[:, 1:3]).numpy()
     q1, q2, l1, l2 = (_four_vectors(x, i) for i in range(4))
-    pair = q1 + q2
-    mass = np.sqrt(pair[:, 0] ** 2 - np.sum(pair[:, 1:] ** 2, axis=1))
+    pair, mass = _pair(q1, q2)
     np.testing.assert_allclose(flow[:, 3], mass, rtol=1e-9)
     # u: the whole event's transverse momentum along (t1 - t2) / |t1 - t2|.
     axis = q1[:, 1:3] / x[:, :1] - q2[:, 1:3] / x[:, 3:4]
@@ -397,18 +400,24 @@ def test_direction_frame_coordinates_are_mass_and_balance():
     np.testing.assert_allclose(features[:, 10], 0.0, atol=1e-3)
 
 
-def test_model_with_an_anchored_frame_samples_ordered_lab_quarks(tmp_path):
+@pytest.mark.parametrize(
+    ("mode", "last_kind", "phi_columns"),
+    # The anchor's phi (and with directions the partner's) is measured from the
+    # matched jet's, as a lab quark's is.
+    [("anchor", "other", [2, 8, 11]), ("directions", "phi", [2, 5, 8, 11])],
+)
+def test_model_with_a_lab_direction_frame_samples_ordered_quarks(
+    mode, last_kind, phi_columns, tmp_path
+):
     from cinnflow.sampling import sample_posterior
     from cinnflow.training.grid import point_name
 
-    frame = {"pair": ["q1", "q2"], "line": W_LINE, "recoil": ["l1", "l2"]}
-    model, x, c = _frame_model(
-        np.random.default_rng(13), pair_frames=[{**frame, "anchor": True}]
-    )
-    assert model.flow_kinds[:6] == ["other", "eta", "phi", "mass", "eta", "other"]
-    # The anchor's phi is measured from the leading jet's, as a lab quark's is.
-    assert model.phi_reference_index.tolist() == [2, 8, 11]
-    assert model.n_features == 8 + 4 * 3 + 17  # 4 anchored-frame features more
+    frame = {"pair": ["q1", "q2"], "line": W_LINE, "recoil": ["l1", "l2"], mode: True}
+    model, x, c = _frame_model(np.random.default_rng(13), pair_frames=[frame])
+    kinds = ["other", "eta", "phi", "mass", "eta", last_kind]
+    assert model.flow_kinds[:6] == kinds
+    assert model.phi_reference_index.tolist() == phi_columns
+    assert model.n_features == 8 + 4 * 3 + 17  # 4 frame features more
     lp = model.log_prob(x[:50], c[:50]).numpy()
     assert np.all(np.isfinite(lp))
     draws = sample_posterior(
@@ -417,36 +426,13 @@ def test_model_with_an_anchored_frame_samples_ordered_lab_quarks(tmp_path):
     assert np.all(np.isfinite(draws)) and np.all(draws[..., 0] >= draws[..., 3])
     model.save(tmp_path / "m")
     again = ConditionalINN.load(tmp_path / "m")
-    assert again.frames[0].anchor
-    np.testing.assert_allclose(again.log_prob(x[:50], c[:50]).numpy(), lp, rtol=1e-6)
-    name = point_name({"pair_frames": [{**frame, "anchor": True}]})
-    assert name == "pair_frames=q1xq2-recoil-l1xl2-line-anchor"
-
-
-def test_model_with_a_direction_frame_samples_ordered_lab_quarks(tmp_path):
-    from cinnflow.sampling import sample_posterior
-    from cinnflow.training.grid import point_name
-
-    frame = {"pair": ["q1", "q2"], "line": W_LINE, "recoil": ["l1", "l2"]}
-    frame["directions"] = True
-    model, x, c = _frame_model(np.random.default_rng(17), pair_frames=[frame])
-    assert model.flow_kinds[:6] == ["other", "eta", "phi", "mass", "eta", "phi"]
-    # Both quark phis are measured from the jets' phis, as lab quarks' are.
-    assert model.phi_reference_index.tolist() == [2, 5, 8, 11]
-    assert model.n_features == 8 + 4 * 3 + 17  # 4 balance features more
-    lp = model.log_prob(x[:50], c[:50]).numpy()
-    assert np.all(np.isfinite(lp))
-    draws = sample_posterior(
-        model, c[:30], n_draws=20, batch_size=200, seed=4, support_margin=1.0
+    assert (again.frames[0].anchor, again.frames[0].directions) == (
+        mode == "anchor",
+        mode == "directions",
     )
-    assert np.all(np.isfinite(draws)) and np.all(draws[..., 0] >= draws[..., 3])
-    model.save(tmp_path / "m")
-    again = ConditionalINN.load(tmp_path / "m")
-    assert again.frames[0].directions and not again.frames[0].anchor
     np.testing.assert_allclose(again.log_prob(x[:50], c[:50]).numpy(), lp, rtol=1e-6)
-    assert point_name({"pair_frames": [frame]}) == (
-        "pair_frames=q1xq2-recoil-l1xl2-line-directions"
-    )
+    name = point_name({"pair_frames": [frame]})
+    assert name == f"pair_frames=q1xq2-recoil-l1xl2-line-{mode}"
 
 
 def test_pair_features_add_the_measured_pair_mass_to_the_condition():
@@ -459,8 +445,7 @@ def test_pair_features_add_the_measured_pair_mass_to_the_condition():
     model.adapt(x, c)
     raw = model._raw_features(c).numpy()
     l1, l2 = (_four_vectors(c.astype(np.float64), i) for i in (2, 3))
-    pair = l1 + l2
-    mass = np.sqrt(pair[:, 0] ** 2 - np.sum(pair[:, 1:] ** 2, axis=1))
+    pair, mass = _pair(l1, l2)
     # Features: kx, ky, y, log(m + 1 GeV), a, b, n_par of the detector leptons.
     np.testing.assert_allclose(raw[:, 20 + 3], np.log(mass + 1.0), rtol=1e-5)
     np.testing.assert_allclose(raw[:, 20:22], pair[:, 1:3], rtol=1e-4, atol=1e-3)
