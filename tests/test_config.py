@@ -57,8 +57,12 @@ def test_lines_overlay_builds_the_model_it_describes():
 
     config = load_yaml("config/config.yaml")
     overlay = load_yaml("config/lines.yaml")
-    assert set(overlay) == {"model"}  # an overlay: the rest is the main job's
+    # An overlay: the rest is the main job's (the network and epochs of its
+    # measurement are pinned).
+    assert set(overlay) == {"model", "training"}
+    assert set(overlay["training"]) == {"epochs"}
     config["model"].update(overlay["model"])
+    config["training"].update(overlay["training"])
     config = validate_config(config, SCHEMA)
     names = [f"{o}_{f}" for o in ("q1", "q2", "l1", "l2") for f in ("pt", "eta", "phi")]
     detector = ["pt", "eta", "phi", "mass"] * 4
