@@ -262,5 +262,11 @@ def injection_seed(wildcards):
 
 
 def injection_events():
-    """Event settings of the injected process: those of the main job, from Pythia."""
-    return {**config["events"], "source": "pythia", "lhe_file": None}
+    """Event settings of the injected process: those of the main job, from Pythia.
+
+    Without the main job's event count, chunks and LHE file (the W' has its own
+    count and chunks), so that changing them does not re-simulate the W'.
+    """
+    skip = ("n_events", "n_chunks", "lhe_file")
+    events = {k: v for k, v in config["events"].items() if k not in skip}
+    return {**events, "source": "pythia", "lhe_file": None}
