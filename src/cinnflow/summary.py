@@ -252,7 +252,12 @@ def summarize(
         + "\n".join(lines)
         + "\n\nchi2/ndf: bootstrap (events and draws) uncertainties of both "
         "histograms; IBU: iterative Bayesian unfolding of the detector-level "
-        "counterpart, response from the training sample.\n\n"
+        "counterpart, response from the training sample.\n"
+        "chi2/ndf (paired): the variance of the difference, the same test events "
+        "entering unfolded and truth (much stricter). Calibration error: largest "
+        "absolute deviation of the coverage curve from the diagonal; coverage: "
+        "fraction of test events whose truth lies in the central 68 % / 95 % of "
+        "its posterior draws. pT in GeV, angles in radians.\n\n"
         + "\n".join(peaks)
         + "\n\nBars (12 parton observables; peaks of the masses):\n"
         + "\n".join(verdicts)
