@@ -522,12 +522,14 @@ def test_event_file_without_jet_mass_branch(inp, out):
 def test_event_file_non_finite_values(name, field, value, inp, out):
     data = _with_value(_random_collections(seed=4, n_events=20), name, field, 3, value)
     path = _write_root(inp / "bad_values.root", data)
+    # The event (0-based entry) that holds the 4th value of the collection.
+    event = int(np.searchsorted(np.cumsum(ak.num(data[name])), 3, side="right"))
     rejected(
         _prepare([path], out),
         InputFileError,
         str(path),
         f"branch {name}.{field}",
-        f"1 non-finite values (first: {value!r})",
+        f"1 non-finite values (first: {value!r} in event {event})",
         "expected finite numbers",
         out=out,
     )

@@ -271,10 +271,15 @@ def _check_finite(path, tree_name, collection, field, values):
         return
     bad = ~np.isfinite(flat)
     if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        where = ""
+        if values.ndim == 2:  # jagged: the event (entry) that holds it
+            ends = np.cumsum(ak.to_numpy(ak.num(values, axis=1)))
+            where = f" in event {int(np.searchsorted(ends, first, side='right'))}"
         msg = (
             f"branch {collection}.{field} of tree {tree_name!r} in {str(path)!r} holds "
-            f"{int(bad.sum())} non-finite values (first: {float(flat[bad][0])!r}); "
-            "expected finite numbers"
+            f"{int(bad.sum())} non-finite values (first: {float(flat[first])!r}"
+            f"{where}); expected finite numbers"
         )
         raise InputFileError(msg)
 
