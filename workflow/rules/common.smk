@@ -267,6 +267,7 @@ def injection_events():
     Without the main job's event count, chunks and LHE file (the W' has its own
     count and chunks), so that changing them does not re-simulate the W'.
     """
-    skip = ("n_events", "n_chunks", "lhe_file")
-    events = {k: v for k, v in config["events"].items() if k not in skip}
+    events = {
+        k: v for k, v in config["events"].items() if k not in ("n_events", "n_chunks")
+    }
     return {**events, "source": "pythia", "lhe_file": None}

@@ -79,7 +79,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from cinnflow.errors import ConfigError
-from cinnflow.flows.preprocessing import pair_separation, scatter_columns
+from cinnflow.flows.preprocessing import pair_separation, scatter_columns, wrap_phi
 
 tfb = tfp.bijectors
 
@@ -142,8 +142,7 @@ def partner_rapidity(eta_a, phi_a, eta_b, phi_b, rx, ry, m, y0):
             ordered=False,
         )[0]
         deta = partner[1] - eta_b[:, None]
-        dphi = tf.math.floormod(partner[2] - phi_b[:, None] + math.pi, 2 * math.pi)
-        dphi -= math.pi
+        dphi = wrap_phi(partner[2] - phi_b[:, None])
         distance = tf.square(deta) + tf.square(dphi)
         distance = tf.where(tf.math.is_finite(distance), distance, 1e30)
         return deta, dphi, distance
@@ -358,8 +357,7 @@ def _lab_objects(kx, rapidity, ky, m, a, b, rx, ry, reference=None, ordered=True
 
 
 def _delta_r2(eta1, phi1, eta2, phi2):
-    dphi = tf.math.floormod(phi1 - phi2 + math.pi, 2.0 * math.pi) - math.pi
-    return tf.square(eta1 - eta2) + tf.square(dphi)
+    return tf.square(eta1 - eta2) + tf.square(wrap_phi(phi1 - phi2))
 
 
 def _swap_where(swap, first, second):
@@ -461,6 +459,11 @@ def _anchor_objects(kx, eta_a, phi_a, m, w, ky, rx, ry, ordered=True):
     if not ordered:
         return (anchor, partner), (pt_a, pt_b)
     return _swap_where(pt_b > pt_a, anchor, partner), (pt_a, pt_b)
+
+
+def _anchor_log_det(pt_a, pt_b, m):
+    """log |det d(lab) / d(anchored coordinates)| (module docstring)."""
+    return tf.math.log(pt_a) - tf.math.log(m) - tf.math.log(pt_b)
 
 
 def _direction_log_det(pt_a, pt_b, m, s):
@@ -682,8 +685,7 @@ class PairFrame(tfb.Bijector):
         columns = self._columns(x)
         if self._anchor:
             _, (pt_a, pt_b) = _anchor_objects(*columns, rx, ry, self._ordered)
-            value = tf.math.log(pt_a) - tf.math.log(columns[3]) - tf.math.log(pt_b)
-            return tf.cast(value, x.dtype)
+            return tf.cast(_anchor_log_det(pt_a, pt_b, columns[3]), x.dtype)
         if self._directions:
             _, (pt_a, pt_b, s) = _direction_objects(*columns, rx, ry, self._ordered)
             return tf.cast(_direction_log_det(pt_a, pt_b, columns[3], s), x.dtype)
@@ -707,8 +709,7 @@ class PairFrame(tfb.Bijector):
             label = self._label(conditional_input)
             coords = anchor_coordinates(*columns, rx, ry, label)
             m, pt_a, pt_b = coords[3], coords[6], coords[7]
-            value = tf.math.log(m) + tf.math.log(pt_b) - tf.math.log(pt_a)
-            return tf.cast(value, y.dtype)
+            return tf.cast(-_anchor_log_det(pt_a, pt_b, m), y.dtype)
         if self._directions:
             label = self._label(conditional_input)
             coords = direction_coordinates(*columns, rx, ry, label)
@@ -798,14 +799,15 @@ def detector_frame_features(
         _, y_s, _, m_s, a_s, b_s, _ = frame_coordinates(
             *solved, rx, ry, ordered=ordered
         )
+        # The pair mass of the solves: the frame's line, else the measured one.
+        mass = m if line_mass is None else tf.ones_like(m) * float(line_mass)
         if anchor:
-            mass = m if line_mass is None else tf.ones_like(m) * float(line_mass)
             y_p, deta_p, dphi_p = partner_rapidity(
                 columns[1], columns[2], columns[4], columns[5], rx, ry, mass, rapidity
             )
             features += [y_s, y_p, deta_p, dphi_p]
         if directions:
-            features += _balance_features(columns, rx, ry, m, line_mass)
+            features += _balance_features(columns, rx, ry, mass)
         features += [
             tf.math.log(solved1),
             tf.math.log(solved2),
@@ -818,21 +820,20 @@ def detector_frame_features(
     return tf.cast(tf.stack(features, axis=-1), tf.float32)
 
 
-def _balance_features(columns, rx, ry, m, line_mass):
-    """``u``, log solved pTs and the leftover balance of detector objects."""
+def _balance_features(columns, rx, ry, mass):
+    """``u``, log pTs solved on ``mass`` and the leftover balance (detector)."""
     eta_a, phi_a, eta_b, phi_b = columns[1], columns[2], columns[4], columns[5]
     u = direction_coordinates(*columns, rx, ry)[0]
-    mass = m if line_mass is None else tf.ones_like(m) * float(line_mass)
-    (a, b), _ = _direction_objects(
+    (a, b), (_, _, s) = _direction_objects(
         tf.zeros_like(u), eta_a, phi_a, mass, eta_b, phi_b, rx, ry, ordered=False
     )
+    # n = (t_a - t_b) / |t_a - t_b|, |t_a - t_b| = 2 s.
     nx, ny = tf.cos(phi_a) - tf.cos(phi_b), tf.sin(phi_a) - tf.sin(phi_b)
-    norm = tf.maximum(tf.sqrt(tf.square(nx) + tf.square(ny)), 1e-12)
     vx = a[0] * tf.cos(phi_a) + b[0] * tf.cos(phi_b) + rx
     vy = a[0] * tf.sin(phi_a) + b[0] * tf.sin(phi_b) + ry
     # Across the balance axis n: along n turned by +90 degrees (continuous in the
     # angles wherever n is defined, whichever side of the +-pi seam they are).
-    across = (ny * vx - nx * vy) / norm
+    across = (ny * vx - nx * vy) / (2.0 * s)
     low, high = _SOLVED_PT_RANGE
     return [
         u,

@@ -403,8 +403,7 @@ def read_delphes(
             f"{list(collections)}"
         )
         raise ValueError(msg)
-    handle = _open_events(path)
-    with handle:
+    with _open_events(path) as handle:
         ttree = _event_tree(handle, path, tree)
         branch_map = _check_schema(ttree, path, tree, collections, optional)
         n_events = (
