@@ -511,3 +511,126 @@ def test_parse_time_check_of_pair_frames():
         check_pair_frames(
             [{"pair": ["q1", "q2"], "anchor": True, "reference": True}], PROCESS
         )
+
+
+def test_conditional_reflection_turns_the_direction_onto_the_last_slot():
+    from cinnflow.flows.bijectors import ConditionalReflection
+
+    rng = np.random.default_rng(21)
+    x = rng.normal(size=(64, 7)).astype(np.float32)
+    g = rng.normal(size=(64, 4)).astype(np.float32)
+    g[0] = 0.0  # no direction: identity
+    g[1] = [0.0, 0.0, 0.0, 3.0]  # already the axis: identity
+    g[2] = [0.0, 0.0, 0.0, -2.0]  # the opposite axis: a sign flip of that slot
+    slots = [1, 2, 4, 6]
+    reflection = ConditionalReflection(slots, name="align_00")
+    y = reflection.inverse(x, conditional_input=g).numpy()
+    unit = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-30)
+    # The latent side's last slot is the physics side's component along g.
+    np.testing.assert_allclose(
+        y[3:, 6], np.sum(unit[3:] * x[3:, slots], axis=1), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(y[:2], x[:2], atol=1e-6)
+    np.testing.assert_allclose(y[2, 6], -x[2, 6], atol=1e-6)
+    # Untouched columns, lengths kept, its own inverse, unit Jacobian.
+    np.testing.assert_array_equal(y[:, [0, 3, 5]], x[:, [0, 3, 5]])
+    np.testing.assert_allclose(
+        np.linalg.norm(y[:, slots], axis=1), np.linalg.norm(x[:, slots], axis=1), 1e-5
+    )
+    np.testing.assert_allclose(
+        reflection.forward(y, conditional_input=g).numpy(), x, atol=1e-5
+    )
+    ldj = reflection.inverse_log_det_jacobian(y, event_ndims=1, conditional_input=g)
+    np.testing.assert_array_equal(ldj.numpy(), 0.0)
+
+
+def test_balance_gradient_is_the_derivative_of_the_balance_across_the_axis():
+    from cinnflow.flows.frames import _across_balance, balance_gradient
+
+    rng = np.random.default_rng(22)
+    c = _events(rng, 200)
+    columns = [tf.constant(c[:, i]) for i in range(12)]
+    rx = columns[6] * tf.cos(columns[8]) + columns[9] * tf.cos(columns[11])
+    ry = columns[6] * tf.sin(columns[8]) + columns[9] * tf.sin(columns[11])
+    angles = [tf.Variable(columns[i]) for i in (1, 2, 4, 5)]
+    mass = tf.fill([200], tf.constant(80.385, tf.float64))
+    with tf.GradientTape() as tape:
+        across = _across_balance(*angles, rx, ry, mass)[0]
+    expected = np.stack([g.numpy() for g in tape.gradient(across, angles)], axis=1)
+    found = balance_gradient(c, (0, 1, 2, 3, 4, 5), ((6, 8), (9, 11)), 80.385)
+    np.testing.assert_allclose(found.numpy(), expected, rtol=1e-4, atol=1e-4)
+    # It moves the angles: a gradient of about pT per radian, not a constant.
+    assert np.median(np.linalg.norm(expected, axis=1)) > 10.0
+
+
+def test_an_aligned_direction_frame_is_the_same_density_before_training(tmp_path):
+    from cinnflow.sampling import sample_posterior
+
+    frame = {
+        "pair": ["q1", "q2"],
+        "line": W_LINE,
+        "recoil": ["l1", "l2"],
+        "directions": True,
+    }
+    plain, x, c = _frame_model(np.random.default_rng(23), pair_frames=[frame])
+    aligned, _, _ = _frame_model(
+        np.random.default_rng(23), pair_frames=[{**frame, "align": True}]
+    )
+    assert [b.name for b in aligned.reflections] == ["align_00"]
+    assert aligned.reflections[0].slots == (1, 2, 4, 5)
+    assert aligned.n_features == plain.n_features
+    # Untrained couplings are the identity: the latent is a standard normal,
+    # which an orthogonal map leaves as it is, so the densities agree.
+    lp = aligned.log_prob(x[:50], c[:50]).numpy()
+    np.testing.assert_allclose(lp, plain.log_prob(x[:50], c[:50]).numpy(), atol=1e-3)
+    axis = aligned._frame_references(c[:50])[-1].numpy()
+    assert axis.shape == (50, 4) and np.all(np.isfinite(axis))
+    assert np.all(np.linalg.norm(axis, axis=1) > 0.0)
+    draws = sample_posterior(
+        aligned, c[:30], n_draws=20, batch_size=200, seed=4, support_margin=1.0
+    )
+    assert np.all(np.isfinite(draws)) and np.all(draws[..., 0] >= draws[..., 3])
+    aligned.save(tmp_path / "m")
+    again = ConditionalINN.load(tmp_path / "m")
+    assert again.frames[0].align
+    np.testing.assert_allclose(again.log_prob(x[:50], c[:50]).numpy(), lp, rtol=1e-6)
+    with pytest.raises(ConfigError, match=r"pair_frames\[0\] .* sets align"):
+        check_pair_frames([{"pair": ["q1", "q2"], "align": True}], PROCESS)
+
+
+def test_balance_quantile_keeps_the_hard_process_pt_in_the_training_range(tmp_path):
+    from cinnflow.sampling import sample_posterior
+
+    frame = {
+        "pair": ["q1", "q2"],
+        "line": W_LINE,
+        "recoil": ["l1", "l2"],
+        "directions": True,
+    }
+    model, x, c = _frame_model(np.random.default_rng(24), pair_frames=[frame])
+    # The balance is the pT of the four objects' vector sum.
+    px = sum(x[:, 3 * k] * np.cos(x[:, 3 * k + 2]) for k in range(4))
+    py = sum(x[:, 3 * k] * np.sin(x[:, 3 * k + 2]) for k in range(4))
+    np.testing.assert_allclose(model.balance(x)[0], np.hypot(px, py), rtol=1e-5)
+    limits = model.balance_limits(0.9)
+    assert set(limits) == {0}
+    assert limits[0] == pytest.approx(np.quantile(np.hypot(px, py), 0.9), rel=1e-4)
+    common = dict(n_draws=30, batch_size=100, seed=5, support_margin=1.0)
+    free = sample_posterior(model, c[:40], **common)
+    assert np.mean(model.balance(free)[0] > limits[0]) > 0.05
+    draws, stats = sample_posterior(
+        model, c[:40], **common, balance_quantile=0.9, return_stats=True
+    )
+    above = model.balance(draws)[0] > limits[0]
+    assert stats["rejected_fraction"] > 0.05
+    # Still above after the re-draws: kept as drawn, or clipped into the box.
+    assert stats["balance_kept_fraction"] > 0
+    assert np.mean(above) <= (
+        stats["balance_kept_fraction"] + stats["clipped_fraction"] + 1e-12
+    )
+    assert np.mean(above) < 0.5 * np.mean(model.balance(free)[0] > limits[0])
+    model.save(tmp_path / "m")
+    again = ConditionalINN.load(tmp_path / "m")
+    assert again.balance_limits(0.9) == pytest.approx(limits)
+    with pytest.raises(ConfigError, match="balance quantile 0.5 is out of range"):
+        model.balance_limits(0.5)

@@ -203,6 +203,13 @@ def check_pair_frames(frames, process, *, pair_masses=None, key="model.pair_fram
             )
             raise ConfigError(msg)
         recoil = [str(o) for o in frame.get("recoil") or []]
+        if frame.get("align") and not (frame.get("directions") and recoil):
+            msg = (
+                f"{key}[{i}] = {frame!r} sets align: it turns the angles of a "
+                "direction frame onto the balance against its recoil; expected "
+                "directions: true and recoil objects with align: true"
+            )
+            raise ConfigError(msg)
         bad = [o for o in recoil if o not in names or o in map(str, frame["pair"])]
         if bad or len(set(recoil)) != len(recoil):
             msg = (

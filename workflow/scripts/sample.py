@@ -36,5 +36,6 @@ draws = sample_ensemble(
     seed=sm.params.seed,
     support_margin=sm.params.sampling.get("support_margin"),
     max_redraws=sm.params.sampling.get("max_redraws", 20),
+    balance_quantile=sm.params.sampling.get("balance_quantile"),
 )
 save_arrays(sm.output[0], draws=draws, **test)

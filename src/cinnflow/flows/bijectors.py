@@ -12,10 +12,13 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
+from cinnflow.flows.preprocessing import scatter_columns
+
 tfb = tfp.bijectors
 
 __all__ = [
     "ConditionalAffineCoupling",
+    "ConditionalReflection",
     "ConditionalShift",
     "GlobalAffine",
     "make_mlp",
@@ -313,6 +316,68 @@ class ConditionalShift(tfb.Bijector):
     def _inverse_log_det_jacobian(self, x, conditional_input=None):
         del conditional_input
         return tf.zeros_like(x[..., 0])
+
+
+class ConditionalReflection(tfb.Bijector):
+    """Householder reflection of some columns that takes a direction onto one axis.
+
+    The ``conditional_input`` g (n, k) is a direction in the space of the k
+    columns ``slots``; with ``g^ = g / |g|``, ``e`` the unit vector of the last
+    slot and ``w = g^ - e``, both directions apply ``x -> x - 2 w (w.x) / (w.w)``
+    to those columns (a reflection is its own inverse): the latent side's last
+    slot is then ``g^ . x`` of the physics side. Orthogonal, so the Jacobian has
+    unit absolute determinant. Where ``g^`` is already ``e`` (or g is zero or
+    not finite) it is the identity.
+    """
+
+    def __init__(self, slots, *, name):
+        """Build the bijector.
+
+        Args:
+            slots: column indices (k >= 2) the reflection acts on.
+            name: bijector name, used to route ``conditional_input``.
+        """
+        parameters = dict(locals())
+        self._slots = tuple(int(s) for s in slots)
+        super().__init__(
+            forward_min_event_ndims=1,
+            is_constant_jacobian=True,
+            validate_args=False,
+            parameters=parameters,
+            name=name,
+        )
+
+    @property
+    def slots(self):
+        """Column indices the reflection acts on; the last one is the axis."""
+        return self._slots
+
+    def _reflect(self, x, conditional_input):
+        g = tf.cast(_required(conditional_input, self.name), x.dtype)
+        norm = tf.norm(g, axis=-1, keepdims=True)
+        usable = tf.math.is_finite(norm) & (norm > 0.0)
+        axis = tf.one_hot(len(self._slots) - 1, len(self._slots), dtype=x.dtype)
+        unit = tf.where(usable, g / tf.where(usable, norm, 1.0), axis)
+        w = unit - axis
+        ww = tf.reduce_sum(tf.square(w), axis=-1, keepdims=True)
+        coefficient = tf.where(ww > 1e-12, 2.0 / tf.maximum(ww, 1e-12), 0.0)
+        v = tf.gather(x, self._slots, axis=-1)
+        v = v - coefficient * tf.reduce_sum(w * v, axis=-1, keepdims=True) * w
+        return scatter_columns(x, self._slots, tf.unstack(v, axis=-1))
+
+    def _forward(self, x, conditional_input=None):
+        return self._reflect(x, conditional_input)
+
+    def _inverse(self, y, conditional_input=None):
+        return self._reflect(y, conditional_input)
+
+    def _forward_log_det_jacobian(self, x, conditional_input=None):
+        del conditional_input  # Orthogonal: |det| = 1.
+        return tf.zeros_like(x[..., 0])
+
+    def _inverse_log_det_jacobian(self, y, conditional_input=None):
+        del conditional_input
+        return tf.zeros_like(y[..., 0])
 
 
 class GlobalAffine(tfb.Bijector):

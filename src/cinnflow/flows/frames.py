@@ -86,6 +86,7 @@ tfb = tfp.bijectors
 __all__ = [
     "PairFrame",
     "anchor_coordinates",
+    "balance_gradient",
     "detector_frame_features",
     "detector_reference",
     "direction_coordinates",
@@ -820,24 +821,84 @@ def detector_frame_features(
     return tf.cast(tf.stack(features, axis=-1), tf.float32)
 
 
-def _balance_features(columns, rx, ry, mass):
-    """``u``, log pTs solved on ``mass`` and the leftover balance (detector)."""
-    eta_a, phi_a, eta_b, phi_b = columns[1], columns[2], columns[4], columns[5]
-    u = direction_coordinates(*columns, rx, ry)[0]
+def _across_balance(eta_a, phi_a, eta_b, phi_b, rx, ry, mass):
+    """Balance across the axis n for ``u = 0`` on ``mass``, and the pTs it gives.
+
+    Returns:
+        tuple ``(across, pt_a, pt_b)`` of float64 tensors (GeV): the transverse
+        momentum of the pair plus the recoil along n turned by +90 degrees
+        (continuous in the angles wherever n is defined, whichever side of the
+        +-pi seam they are) and the two pTs of the pair with ``u = 0`` on the
+        line.
+    """
+    zero = tf.zeros_like(eta_a)
     (a, b), (_, _, s) = _direction_objects(
-        tf.zeros_like(u), eta_a, phi_a, mass, eta_b, phi_b, rx, ry, ordered=False
+        zero, eta_a, phi_a, mass, eta_b, phi_b, rx, ry, ordered=False
     )
     # n = (t_a - t_b) / |t_a - t_b|, |t_a - t_b| = 2 s.
     nx, ny = tf.cos(phi_a) - tf.cos(phi_b), tf.sin(phi_a) - tf.sin(phi_b)
     vx = a[0] * tf.cos(phi_a) + b[0] * tf.cos(phi_b) + rx
     vy = a[0] * tf.sin(phi_a) + b[0] * tf.sin(phi_b) + ry
-    # Across the balance axis n: along n turned by +90 degrees (continuous in the
-    # angles wherever n is defined, whichever side of the +-pi seam they are).
-    across = (ny * vx - nx * vy) / (2.0 * s)
+    return (ny * vx - nx * vy) / (2.0 * s), a[0], b[0]
+
+
+def _balance_features(columns, rx, ry, mass):
+    """``u``, log pTs solved on ``mass`` and the leftover balance (detector)."""
+    eta_a, phi_a, eta_b, phi_b = columns[1], columns[2], columns[4], columns[5]
+    u = direction_coordinates(*columns, rx, ry)[0]
+    across, pt_a, pt_b = _across_balance(eta_a, phi_a, eta_b, phi_b, rx, ry, mass)
     low, high = _SOLVED_PT_RANGE
     return [
         u,
-        tf.math.log(tf.clip_by_value(a[0], low, high)),
-        tf.math.log(tf.clip_by_value(b[0], low, high)),
+        tf.math.log(tf.clip_by_value(pt_a, low, high)),
+        tf.math.log(tf.clip_by_value(pt_b, low, high)),
         across,
     ]
+
+
+# Step (rad) of the central differences of ``balance_gradient``.
+_GRADIENT_STEP = 1e-6
+
+
+def balance_gradient(c_detector, pair, recoil, line_mass=None):
+    """How the balance across the axis moves with the four measured angles.
+
+    A direction frame's coordinates make the pair mass and the balance along
+    the axis n straight; the balance across n (``_across_balance``: the pair on
+    the line with ``u = 0`` plus the recoil, zero up to the primordial kT) is a
+    function of the four directions, and a narrow one: the flow has to learn
+    that the directions' posterior moves along its level sets. The gradient at
+    the measured directions says which combination of angles that constraint
+    fixes, event by event; ``ConditionalReflection`` makes it one axis of the
+    flow (``align`` of a direction frame).
+
+    Args:
+        c_detector: float tensor (n, n_detector).
+        pair: six detector column indices (pt, eta, phi of both objects).
+        recoil: (pt, phi) detector column indices of the recoil objects.
+        line_mass: the frame line's mass (GeV), else the measured pair mass.
+
+    Returns:
+        float64 tensor (n, 4): d(across) / d(eta_a, phi_a, eta_b, phi_b) in GeV
+        per unit of angle, zero where it is not finite.
+    """
+    c = tf.cast(c_detector, tf.float64)
+    columns = [c[:, i] for i in pair]
+    columns[0] = tf.maximum(columns[0], 1e-3)
+    columns[3] = tf.maximum(columns[3], 1e-3)
+    rx, ry = _recoil(c, recoil)
+    if line_mass is None:
+        mass = _pair_mass(*columns)
+    else:
+        mass = tf.ones_like(rx) * float(line_mass)
+    angles = [columns[1], columns[2], columns[4], columns[5]]
+    gradient = []
+    for k in range(4):
+        up = [a + _GRADIENT_STEP if i == k else a for i, a in enumerate(angles)]
+        down = [a - _GRADIENT_STEP if i == k else a for i, a in enumerate(angles)]
+        change = _across_balance(*up, rx, ry, mass)[0]
+        change = change - _across_balance(*down, rx, ry, mass)[0]
+        gradient.append(change / (2.0 * _GRADIENT_STEP))
+    gradient = tf.stack(gradient, axis=-1)
+    finite = tf.reduce_all(tf.math.is_finite(gradient), axis=-1, keepdims=True)
+    return tf.where(finite, gradient, tf.zeros_like(gradient))

@@ -35,6 +35,7 @@ import tensorflow_probability as tfp
 from cinnflow.errors import CinnflowError, ConfigError, InputFileError, TrainingError
 from cinnflow.flows.bijectors import (
     ConditionalAffineCoupling,
+    ConditionalReflection,
     ConditionalShift,
     GlobalAffine,
     make_mlp,
@@ -42,6 +43,7 @@ from cinnflow.flows.bijectors import (
 )
 from cinnflow.flows.frames import (
     PairFrame,
+    balance_gradient,
     detector_frame_features,
     detector_reference,
     n_frame_features,
@@ -89,6 +91,9 @@ _OPTIONAL_KEYS = (
     "pair_features",
 )
 _CONFIG_FILE = "config.json"
+# Levels at which ``adapt`` records the quantiles of each recoil frame's balance
+# (``ConditionalINN.balance``), for ``sampling.balance_quantile``.
+BALANCE_LEVELS = (0.9, 0.99, 0.999, 0.9999, 1.0)
 _WEIGHTS_PREFIX = "weights"
 _FORMAT_VERSION = 1
 
@@ -246,6 +251,9 @@ class ConditionalINN(tf.Module):
         # log pt (min, max, std) of the pair columns the flow does not model as pt
         # (column index -> triple), their support box; empty without pairs.
         self.pair_pt_box = {}
+        # Quantiles (at BALANCE_LEVELS) of the hard process's transverse momentum
+        # per pair frame with recoil: the frame's pair plus its recoil, in GeV.
+        self.balance_quantiles = {}
 
         rng = np.random.default_rng(seed)
         # Weight-initialisation seeds, one per MLP, drawn before the permutations.
@@ -276,6 +284,16 @@ class ConditionalINN(tf.Module):
                 flow.append(make_permutation(dim, rng=rng, name=f"permute_{i:02d}"))
         self.global_affine = GlobalAffine(dim, name="global_affine_00")
         flow.append(self.global_affine)
+        # Direction frames with ``align``: the combination of their four angles
+        # that the balance across the axis fixes is one axis of the couplings.
+        self.reflections = [
+            ConditionalReflection(
+                [frame.pair[i] for i in (1, 2, 4, 5)], name=f"align_{i:02d}"
+            )
+            for i, frame in enumerate(self.frames)
+            if frame.align
+        ]
+        flow.extend(self.reflections)
         self.regression_name = None
         if condition_regression:
             flow.append(
@@ -389,6 +407,7 @@ class ConditionalINN(tf.Module):
                 name=f"pair_frame_{i:02d}",
             )
             frame.line = args["line"]
+            frame.align = bool(args.get("align", False))
             frame.objects = args.get("objects")
             frame.detector_pair = [self._detector_column(j) for j in pair]
             frame.detector_recoil = [
@@ -660,6 +679,10 @@ class ConditionalINN(tf.Module):
                     float(log_pt.max()),
                     float(log_pt.std()),
                 )
+        self.balance_quantiles = {
+            i: tuple(float(v) for v in np.quantile(values, BALANCE_LEVELS))
+            for i, values in self.balance(x_parton).items()
+        }
         u = (y - mean) / std
         raw = self._raw_features(c_detector).numpy().astype(np.float64)
         f_mean, f_std = raw.mean(axis=0), np.maximum(raw.std(axis=0), STD_FLOOR)
@@ -729,12 +752,47 @@ class ConditionalINN(tf.Module):
                 references.append(tf.gather(c, f.detector_pair[1:3], axis=1))
             else:
                 references.append(None)
-        return references
+        aligned = [f for f in self.frames if f.align]
+        return references + [self._balance_axis(c_detector, f) for f in aligned]
+
+    def _balance_axis(self, c_detector, frame):
+        """Direction (n, 4) of an aligned frame's balance constraint, flow units.
+
+        The gradient of the balance across the axis with respect to the four
+        measured angles (``balance_gradient``), taken into the coordinates the
+        couplings see: each angle's residual after the standardisation and the
+        condition regression (``d angle / d residual``: the column's standard
+        deviation, its residual scale, and pi for a phi column near its
+        reference, ``phi = ref + pi tanh(y)``).
+        """
+        gradient = balance_gradient(
+            c_detector,
+            frame.detector_pair,
+            frame.detector_recoil,
+            None if frame.line is None else frame.line[0],
+        )
+        slots = [frame.pair[i] for i in (1, 2, 4, 5)]
+        scale = tf.gather(self.parton_std, slots)
+        if self.regression_name is not None:
+            scale = scale * tf.gather(self.residual_std, slots)
+        reference = self.phi_reference_index is not None
+        c = tf.cast(tf.convert_to_tensor(c_detector, tf.float32), tf.float64)
+        factors = []
+        for k, slot in enumerate(slots):
+            if self.flow_kinds[slot] != "phi":
+                factors.append(tf.ones_like(c[:, 0]))
+                continue
+            detector_phi = c[:, frame.detector_pair[(1, 2, 4, 5)[k]]]
+            phi = tf.zeros_like(detector_phi) if reference else detector_phi
+            factors.append(math.pi * (1.0 - tf.square(phi / math.pi)))
+        axis = gradient * tf.stack(factors, axis=-1) * tf.cast(scale, tf.float64)
+        return tf.cast(axis, tf.float32)
 
     def _frame_kwargs(self, frame_references):
+        routed = list(self.frames) + self.reflections
         return {
-            frame.name: {"conditional_input": ref}
-            for frame, ref in zip(self.frames, frame_references or [], strict=False)
+            bijector.name: {"conditional_input": ref}
+            for bijector, ref in zip(routed, frame_references or [], strict=False)
             if ref is not None
         }
 
@@ -875,6 +933,57 @@ class ConditionalINN(tf.Module):
             if np.all(x_parton[:, lead] >= x_parton[:, trail]):
                 order.append((lead, trail))
         return tuple(order)
+
+    def balance(self, x_parton):
+        """Transverse momentum of each recoil frame's pair plus recoil (GeV).
+
+        With the rest of the hard process as recoil (the Z's leptons for the W's
+        quarks) this is the hard process's transverse momentum: the beams'
+        primordial kT, a few GeV, whatever the detector saw.
+
+        Args:
+            x_parton: array (..., d) in GeV and radians.
+
+        Returns:
+            dict: frame index -> float64 array (...) of the magnitudes.
+        """
+        x = np.asarray(x_parton, np.float64)
+        out = {}
+        for i, frame in enumerate(self.frames):
+            if not frame.recoil:
+                continue
+            objects = [(frame.pair[0], frame.pair[2]), (frame.pair[3], frame.pair[5])]
+            kx = ky = 0.0
+            for pt, phi in objects + list(frame.recoil):
+                kx = kx + x[..., pt] * np.cos(x[..., phi])
+                ky = ky + x[..., pt] * np.sin(x[..., phi])
+            out[i] = np.hypot(kx, ky)
+        return out
+
+    def balance_limits(self, quantile):
+        """Per recoil frame, the training sample's ``quantile`` of ``balance``.
+
+        Args:
+            quantile: a level in [BALANCE_LEVELS[0], 1]; between the recorded
+                levels the quantile is interpolated linearly.
+
+        Returns:
+            dict: frame index -> limit in GeV (empty for a model without recoil
+            frames or saved before the quantiles were recorded).
+
+        Raises:
+            ConfigError: a level outside that range.
+        """
+        if not BALANCE_LEVELS[0] <= quantile <= 1.0:
+            msg = (
+                f"balance quantile {quantile!r} is out of range; expected a level "
+                f"in [{BALANCE_LEVELS[0]}, 1]"
+            )
+            raise ConfigError(msg)
+        return {
+            i: float(np.interp(quantile, BALANCE_LEVELS, values))
+            for i, values in self.balance_quantiles.items()
+        }
 
     def support(self, margin):
         """Box around the training data in physics units, for truncated sampling.
@@ -1021,6 +1130,9 @@ class ConditionalINN(tf.Module):
                 "max": self.support_max.tolist(),
                 "order": [list(p) for p in self.support_order],
                 "pair_pt_box": {str(k): list(v) for k, v in self.pair_pt_box.items()},
+                "balance_quantiles": {
+                    str(k): list(v) for k, v in self.balance_quantiles.items()
+                },
             }
         with atomic_path(directory) as tmp:
             tmp.mkdir(parents=True)
@@ -1105,6 +1217,8 @@ class ConditionalINN(tf.Module):
             model.support_order = tuple((int(i), int(j)) for i, j in order)
             box = config["support"].get("pair_pt_box", {})
             model.pair_pt_box = {int(k): tuple(v) for k, v in box.items()}
+            balance = config["support"].get("balance_quantiles", {})
+            model.balance_quantiles = {int(k): tuple(v) for k, v in balance.items()}
         logger.info("loaded ConditionalINN from %s", directory)
         return model
 
@@ -1162,6 +1276,7 @@ def _frame_args(frame):
         "ordered": bool(frame.get("ordered", True)),
         "anchor": bool(frame.get("anchor", False)),
         "directions": bool(frame.get("directions", False)),
+        "align": bool(frame.get("align", False)),
         # Object names for messages (from the config; None for column indices).
         "objects": None if frame.get("objects") is None else list(frame["objects"]),
     }
@@ -1195,6 +1310,7 @@ def _frame_columns(frames, parton_names):
                 "ordered": bool(entry.get("ordered", True)),
                 "anchor": bool(entry.get("anchor", False)),
                 "directions": bool(entry.get("directions", False)),
+                "align": bool(entry.get("align", False)),
                 "objects": [str(o) for o in pair],
             }
         )

@@ -7,6 +7,14 @@ physical phase space the training set covers, so truncation only removes the
 flow's spurious extreme tails (e.g. pt of several TeV, where exp() can overflow);
 sampling the flow conditioned on the support box is exact rejection sampling of
 the truncated flow density. The rejected fraction is logged: it should be tiny.
+
+With ``balance_quantile`` the support also bounds the transverse momentum of
+each pair frame with recoil plus its recoil (``ConditionalINN.balance``: for the
+W's quarks with the Z's leptons, the hard process's pT, the beams' primordial kT)
+by that quantile of the training events. The true posterior follows the prior
+there, since the detector measures that sum only to the jet resolution; a flow
+that spreads it puts a few per cent of its draws tens of GeV out, far beyond
+where the training events have any (README, Sampling).
 """
 
 import logging
@@ -30,6 +38,7 @@ def sample_posterior(
     seed,
     support_margin=None,
     max_redraws=20,
+    balance_quantile=None,
     return_stats=False,
 ):
     """Sample ``n_draws`` parton-level events for every detector-level event.
@@ -51,9 +60,13 @@ def sample_posterior(
             re-drawn.
         max_redraws: rounds of re-drawing; draws still outside the box after them
             are clipped into it (and counted).
+        balance_quantile: None, or the quantile of the training events above
+            which a recoil frame's balance (``model.balance``) counts as outside
+            the support (with ``support_margin`` only); draws still above it
+            after ``max_redraws`` rounds are kept (and counted).
         return_stats: also return a dict with ``rejected_fraction`` (draws rejected
-            in the first round / all draws), ``redraw_rounds`` and
-            ``clipped_fraction``.
+            in the first round / all draws), ``redraw_rounds``,
+            ``clipped_fraction`` and ``balance_kept_fraction``.
 
     Returns:
         numpy float32 array (n_events, n_draws, d) in GeV and radians, and the
@@ -81,11 +94,25 @@ def sample_posterior(
         last = min(first + batch_size, n_events)
         draws[first:last] = model.sample(c_detector[first:last], n_draws, seed=rng)
         logger.debug("sampled events %d to %d", first, last)
-    stats = {"rejected_fraction": 0.0, "redraw_rounds": 0, "clipped_fraction": 0.0}
+    stats = {
+        "rejected_fraction": 0.0,
+        "redraw_rounds": 0,
+        "clipped_fraction": 0.0,
+        "balance_kept_fraction": 0.0,
+    }
     support = None if support_margin is None else model.support(support_margin)
     if support_margin is not None and support is None:
         logger.warning("model has no recorded training support; draws not truncated")
     if support is not None:
+        limits = {}
+        if balance_quantile is not None:
+            limits = model.balance_limits(balance_quantile)
+            if not limits:
+                logger.warning(
+                    "balance_quantile %s: the model records no recoil frame "
+                    "balance; not truncated there",
+                    balance_quantile,
+                )
         stats = _truncate(
             model,
             c_detector,
@@ -95,6 +122,7 @@ def sample_posterior(
             batch_size,
             max_redraws,
             order=model.support_order,
+            balance=(model.balance, limits) if limits else None,
         )
     n_bad = int(np.sum(~np.isfinite(draws).all(axis=(1, 2))))
     if n_bad:
@@ -108,21 +136,36 @@ def sample_posterior(
     return (draws, stats) if return_stats else draws
 
 
-def _outside(x, low, high, order=()):
+def _outside(x, low, high, order=(), balance=None):
     """Rows of ``x`` (..., d) non-finite, outside [low, high] or out of ``order``.
 
     ``order`` holds column pairs (i, j) with x_i >= x_j on the support (the pt of
-    a pT-ordered pair, ``ConditionalINN.support_order``).
+    a pT-ordered pair, ``ConditionalINN.support_order``); ``balance`` is None or
+    ``(function, limits)``: ``function(x)`` maps frame index to the balance and
+    rows above ``limits[frame]`` are outside.
     """
     with np.errstate(invalid="ignore"):
         inside = (np.isfinite(x) & (x >= low) & (x <= high)).all(axis=-1)
         for i, j in order:
             inside &= x[..., i] >= x[..., j]
+        if balance is not None:
+            function, limits = balance
+            for frame, value in function(x).items():
+                inside &= value <= limits[frame]
     return ~inside
 
 
 def _truncate(
-    model, c_detector, draws, support, rng, batch_size, max_redraws, *, order=()
+    model,
+    c_detector,
+    draws,
+    support,
+    rng,
+    batch_size,
+    max_redraws,
+    *,
+    order=(),
+    balance=None,
 ):
     """Re-draw, in place, the draws outside ``support`` or out of ``order``.
 
@@ -130,7 +173,7 @@ def _truncate(
     """
     low, high = (np.asarray(b, np.float64) for b in support)
     n_events, n_draws, dim = draws.shape
-    bad = np.flatnonzero(_outside(draws, low, high, order).ravel())
+    bad = np.flatnonzero(_outside(draws, low, high, order, balance).ravel())
     total = n_events * n_draws
     stats = {"rejected_fraction": bad.size / total, "redraw_rounds": 0}
     rows = draws.reshape(total, dim)
@@ -145,8 +188,15 @@ def _truncate(
             c = c_detector[idx // n_draws]
             new[i : i + chunk] = model.forward_latent(z[i : i + chunk], c).numpy()[:, 0]
         rows[bad] = new
-        bad = bad[_outside(new, low, high, order)]
+        bad = bad[_outside(new, low, high, order, balance)]
     stats["redraw_rounds"] = rounds
+    # Draws only above a balance limit stay as drawn: no box clips a sum of pTs.
+    kept = 0
+    if bad.size and balance is not None:
+        boxed = _outside(rows[bad], low, high, order)
+        kept = int(np.sum(~boxed))
+        bad = bad[boxed]
+    stats["balance_kept_fraction"] = kept / total
     stats["clipped_fraction"] = bad.size / total
     if bad.size:
         with np.errstate(invalid="ignore"):
@@ -156,9 +206,10 @@ def _truncate(
         rows[bad] = clipped.astype(np.float32)
     logger.info(
         "support truncation: %.2e of the draws rejected and re-drawn (%d rounds), "
-        "%.2e clipped into the support",
+        "%.2e clipped into the support, %.2e kept above a balance limit",
         stats["rejected_fraction"],
         rounds,
         stats["clipped_fraction"],
+        stats["balance_kept_fraction"],
     )
     return stats
