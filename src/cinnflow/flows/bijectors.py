@@ -273,7 +273,28 @@ def _required(conditional_input, name):
     return conditional_input
 
 
-class ConditionalShift(tfb.Bijector):
+class _VolumePreserving(tfb.Bijector):
+    """A vector bijector with unit absolute Jacobian determinant everywhere."""
+
+    def __init__(self, parameters, name):
+        super().__init__(
+            forward_min_event_ndims=1,
+            is_constant_jacobian=True,
+            validate_args=False,
+            parameters=parameters,
+            name=name,
+        )
+
+    def _forward_log_det_jacobian(self, x, conditional_input=None):
+        del conditional_input
+        return tf.zeros_like(x[..., 0])
+
+    def _inverse_log_det_jacobian(self, y, conditional_input=None):
+        del conditional_input
+        return tf.zeros_like(y[..., 0])
+
+
+class ConditionalShift(_VolumePreserving):
     """Shift by a linear function of the condition: ``x = r + features @ A^T + b``.
 
     Unit Jacobian. ``A`` (d, n_features) and ``b`` (d,) are non-trainable variables
@@ -291,13 +312,7 @@ class ConditionalShift(tfb.Bijector):
         parameters = dict(locals())
         self._weight = weight
         self._bias = bias
-        super().__init__(
-            forward_min_event_ndims=1,
-            is_constant_jacobian=True,
-            validate_args=False,
-            parameters=parameters,
-            name=name,
-        )
+        super().__init__(parameters, name)
 
     def _shift(self, conditional_input):
         cond = _required(conditional_input, self.name)
@@ -309,16 +324,8 @@ class ConditionalShift(tfb.Bijector):
     def _inverse(self, x, conditional_input=None):
         return x - self._shift(conditional_input)
 
-    def _forward_log_det_jacobian(self, r, conditional_input=None):
-        del conditional_input  # The Jacobian is the identity.
-        return tf.zeros_like(r[..., 0])
 
-    def _inverse_log_det_jacobian(self, x, conditional_input=None):
-        del conditional_input
-        return tf.zeros_like(x[..., 0])
-
-
-class ConditionalReflection(tfb.Bijector):
+class ConditionalReflection(_VolumePreserving):
     """Householder reflection of some columns that takes a direction onto one axis.
 
     The ``conditional_input`` g (n, k) is a direction in the space of the k
@@ -339,13 +346,7 @@ class ConditionalReflection(tfb.Bijector):
         """
         parameters = dict(locals())
         self._slots = tuple(int(s) for s in slots)
-        super().__init__(
-            forward_min_event_ndims=1,
-            is_constant_jacobian=True,
-            validate_args=False,
-            parameters=parameters,
-            name=name,
-        )
+        super().__init__(parameters, name)
 
     @property
     def slots(self):
@@ -370,14 +371,6 @@ class ConditionalReflection(tfb.Bijector):
 
     def _inverse(self, y, conditional_input=None):
         return self._reflect(y, conditional_input)
-
-    def _forward_log_det_jacobian(self, x, conditional_input=None):
-        del conditional_input  # Orthogonal: |det| = 1.
-        return tf.zeros_like(x[..., 0])
-
-    def _inverse_log_det_jacobian(self, y, conditional_input=None):
-        del conditional_input
-        return tf.zeros_like(y[..., 0])
 
 
 class GlobalAffine(tfb.Bijector):
