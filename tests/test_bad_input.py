@@ -284,6 +284,11 @@ def test_pair_mass_options_that_do_not_fit(pairs, ordered, fragments, out):
             None,
             ["model.pair_frames[0] = ", "sets reference and anchor", "at most one of"],
         ),
+        (
+            [{"pair": ["q1", "q2"], "directions": True, "align": True}],
+            None,
+            ["model.pair_frames[0] = ", "sets align without recoil objects"],
+        ),
     ],
 )
 def test_pair_frames_that_do_not_fit(frames, pairs, fragments, out):
@@ -294,6 +299,19 @@ def test_pair_frames_that_do_not_fit(frames, pairs, fragments, out):
         lambda: check_pair_frames(frames, ZW, pair_masses=pairs),
         ConfigError,
         *fragments,
+        out=out,
+    )
+
+
+def test_balance_bound_without_the_support_truncation(out):
+    # Checked when the workflow is parsed; the sampler refuses it as well.
+    from cinnflow.config import check_sampling
+
+    rejected(
+        lambda: check_sampling({"support_margin": None, "balance_quantile": 0.999}),
+        ConfigError,
+        "sampling.balance_quantile = 0.999 with sampling.support_margin = null",
+        "expected a support_margin >= 0",
         out=out,
     )
 

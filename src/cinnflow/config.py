@@ -163,6 +163,28 @@ def process_files(path):
     return files
 
 
+def check_sampling(sampling, key="sampling"):
+    """Check the sampling keys that only act together.
+
+    Args:
+        sampling: the ``sampling`` section of the config.
+        key: config key for the message.
+
+    Raises:
+        ConfigError: ``balance_quantile`` without ``support_margin`` (the bound
+            is part of the support truncation, which null switches off).
+    """
+    quantile = sampling.get("balance_quantile")
+    if quantile is not None and sampling.get("support_margin") is None:
+        msg = (
+            f"{key}.balance_quantile = {quantile!r} with {key}.support_margin = "
+            "null: the balance bound is part of the support truncation, which "
+            "support_margin null switches off; expected a support_margin >= 0 "
+            "(the main job: 0.5) or balance_quantile null"
+        )
+        raise ConfigError(msg)
+
+
 def check_pair_frames(frames, process, *, pair_masses=None, key="model.pair_frames"):
     """Check before any job runs that the pair frames name parton objects.
 
@@ -203,11 +225,20 @@ def check_pair_frames(frames, process, *, pair_masses=None, key="model.pair_fram
             )
             raise ConfigError(msg)
         recoil = [str(o) for o in frame.get("recoil") or []]
-        if frame.get("align") and not (frame.get("directions") and recoil):
+        missing = [
+            what
+            for what, ok in (
+                ("directions: true", frame.get("directions")),
+                ("recoil objects", recoil),
+            )
+            if not ok
+        ]
+        if frame.get("align") and missing:
             msg = (
-                f"{key}[{i}] = {frame!r} sets align: it turns the angles of a "
-                "direction frame onto the balance against its recoil; expected "
-                "directions: true and recoil objects with align: true"
+                f"{key}[{i}] = {frame!r} sets align without {' and '.join(missing)}: "
+                "align turns the angles of a direction frame onto the balance "
+                "against its recoil; expected directions: true and recoil objects "
+                "with align: true"
             )
             raise ConfigError(msg)
         bad = [o for o in recoil if o not in names or o in map(str, frame["pair"])]

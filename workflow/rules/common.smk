@@ -9,6 +9,7 @@ from cinnflow.closure.injection import check_injection
 from cinnflow.config import (
     check_pair_frames,
     check_pair_masses,
+    check_sampling,
     load_process,
     process_files,
     validate_config,
@@ -39,6 +40,7 @@ try:
         _model.get("pair_frames"), PROCESS, pair_masses=_model.get("pair_masses")
     )
     check_pair_masses(_model.get("pair_features"), PROCESS, key="model.pair_features")
+    check_sampling(config["sampling"])
     for _point, _settings in GRID_POINTS.items():
         check_pair_masses(
             _settings.get("pair_masses", _model.get("pair_masses")),

@@ -82,6 +82,12 @@ def sample_posterior(
     if support_margin is not None and support_margin < 0:
         msg = f"support_margin = {support_margin!r} must be >= 0 or None"
         raise ConfigError(msg)
+    if balance_quantile is not None and support_margin is None:
+        msg = (
+            f"balance_quantile = {balance_quantile!r} needs a support_margin (the "
+            "balance bound is part of the support truncation); got None"
+        )
+        raise ConfigError(msg)
     if max_redraws < 0:
         msg = f"max_redraws = {max_redraws!r} must be >= 0"
         raise ConfigError(msg)
@@ -107,7 +113,14 @@ def sample_posterior(
         limits = {}
         if balance_quantile is not None:
             limits = model.balance_limits(balance_quantile)
-            if not limits:
+            if limits:
+                logger.info(
+                    "balance bound: hard-process pT at the training events' %s "
+                    "quantile, %s GeV (per pair frame)",
+                    balance_quantile,
+                    ", ".join(f"{v:.1f}" for v in limits.values()),
+                )
+            else:
                 logger.warning(
                     "balance_quantile %s: the model records no recoil frame "
                     "balance; not truncated there",
