@@ -13,6 +13,13 @@ NAMES = [f"{o}_{f}" for o in ("q1", "q2", "l1", "l2") for f in ("pt", "eta", "ph
 KINDS = ["pt", "eta", "phi"] * 4
 W_LINE = [80.385, 2.085]
 SMALL = dict(n_blocks=2, subnet_hidden=[8], condition_hidden=[8], condition_dim=2)
+# The W's quarks in a direction frame against the leptons, as in the main job.
+DIRECTION_FRAME = {
+    "pair": ["q1", "q2"],
+    "line": W_LINE,
+    "recoil": ["l1", "l2"],
+    "directions": True,
+}
 
 
 def _events(rng, n):
@@ -566,12 +573,7 @@ def test_balance_gradient_is_the_derivative_of_the_balance_across_the_axis():
 def test_an_aligned_direction_frame_is_the_same_density_before_training(tmp_path):
     from cinnflow.sampling import sample_posterior
 
-    frame = {
-        "pair": ["q1", "q2"],
-        "line": W_LINE,
-        "recoil": ["l1", "l2"],
-        "directions": True,
-    }
+    frame = DIRECTION_FRAME
     plain, x, c = _frame_model(np.random.default_rng(23), pair_frames=[frame])
     aligned, _, _ = _frame_model(
         np.random.default_rng(23), pair_frames=[{**frame, "align": True}]
@@ -601,12 +603,7 @@ def test_an_aligned_direction_frame_is_the_same_density_before_training(tmp_path
 def test_balance_quantile_keeps_the_hard_process_pt_in_the_training_range(tmp_path):
     from cinnflow.sampling import sample_posterior
 
-    frame = {
-        "pair": ["q1", "q2"],
-        "line": W_LINE,
-        "recoil": ["l1", "l2"],
-        "directions": True,
-    }
+    frame = DIRECTION_FRAME
     model, x, c = _frame_model(np.random.default_rng(24), pair_frames=[frame])
     # The balance is the pT of the four objects' vector sum.
     px = sum(x[:, 3 * k] * np.cos(x[:, 3 * k + 2]) for k in range(4))
