@@ -92,6 +92,7 @@ __all__ = [
     "direction_coordinates",
     "frame_coordinates",
     "n_frame_features",
+    "pair_balance",
     "reference_basis",
 ]
 
@@ -478,12 +479,36 @@ def _direction_log_det(pt_a, pt_b, m, s):
     )
 
 
-def detector_reference(c_detector, pair):
-    """Rest-frame direction (n, 3) of the first detector object, frame axes."""
-    c = tf.cast(c_detector, tf.float64)
+def _detector_columns(c, pair):
+    """The six (pt, eta, phi) columns ``pair`` of ``c``, both pts floored at 1 MeV.
+
+    Zero-pt objects (a missing jet) would give NaN angles.
+    """
     columns = [c[:, i] for i in pair]
     columns[0] = tf.maximum(columns[0], 1e-3)
     columns[3] = tf.maximum(columns[3], 1e-3)
+    return columns
+
+
+def pair_balance(x, pair, recoil):
+    """Transverse momentum (magnitude) of a pair plus its recoil objects.
+
+    Args:
+        x: array (..., d) in GeV and radians.
+        pair: six column indices (pt, eta, phi of both objects).
+        recoil: (pt, phi) column indices of the recoil objects.
+
+    Returns:
+        float64 tensor (...).
+    """
+    objects = [(pair[0], pair[2]), (pair[3], pair[5]), *recoil]
+    kx, ky = _recoil(tf.cast(x, tf.float64), objects)
+    return tf.sqrt(tf.square(kx) + tf.square(ky))
+
+
+def detector_reference(c_detector, pair):
+    """Rest-frame direction (n, 3) of the first detector object, frame axes."""
+    columns = _detector_columns(tf.cast(c_detector, tf.float64), pair)
     n = _rest_direction(*columns)[-1]
     n = [tf.where(tf.math.is_finite(v), v, tf.zeros_like(v)) for v in n]
     # A non-finite direction (collinear objects) becomes the frame's first axis.
@@ -776,10 +801,7 @@ def detector_frame_features(
         numbers above.
     """
     c = tf.cast(c_detector, tf.float64)
-    columns = [c[:, i] for i in pair]
-    # Zero-pt objects (a missing jet) would give NaN angles: floor at 1 MeV.
-    columns[0] = tf.maximum(columns[0], 1e-3)
-    columns[3] = tf.maximum(columns[3], 1e-3)
+    columns = _detector_columns(c, pair)
     rx, ry = _recoil(c, recoil)
     kx, rapidity, ky, m, a, b, n_par = frame_coordinates(
         *columns, rx, ry, ordered=ordered
@@ -883,9 +905,7 @@ def balance_gradient(c_detector, pair, recoil, line_mass=None):
         per unit of angle, zero where it is not finite.
     """
     c = tf.cast(c_detector, tf.float64)
-    columns = [c[:, i] for i in pair]
-    columns[0] = tf.maximum(columns[0], 1e-3)
-    columns[3] = tf.maximum(columns[3], 1e-3)
+    columns = _detector_columns(c, pair)
     rx, ry = _recoil(c, recoil)
     if line_mass is None:
         mass = _pair_mass(*columns)

@@ -47,6 +47,7 @@ from cinnflow.flows.frames import (
     detector_frame_features,
     detector_reference,
     n_frame_features,
+    pair_balance,
 )
 from cinnflow.flows.preprocessing import (
     STD_FLOOR,
@@ -94,6 +95,9 @@ _CONFIG_FILE = "config.json"
 # Levels at which ``adapt`` records the quantiles of each recoil frame's balance
 # (``ConditionalINN.balance``), for ``sampling.balance_quantile``.
 BALANCE_LEVELS = (0.9, 0.99, 0.999, 0.9999, 1.0)
+# Positions of the four angles (eta_a, phi_a, eta_b, phi_b) among a direction
+# frame's six slots, the columns an aligned frame's reflection turns.
+_ANGLE_SLOTS = (1, 2, 4, 5)
 _WEIGHTS_PREFIX = "weights"
 _FORMAT_VERSION = 1
 
@@ -288,7 +292,7 @@ class ConditionalINN(tf.Module):
         # that the balance across the axis fixes is one axis of the couplings.
         self.reflections = [
             ConditionalReflection(
-                [frame.pair[i] for i in (1, 2, 4, 5)], name=f"align_{i:02d}"
+                [frame.pair[k] for k in _ANGLE_SLOTS], name=f"align_{i:02d}"
             )
             for i, frame in enumerate(self.frames)
             if frame.align
@@ -771,18 +775,18 @@ class ConditionalINN(tf.Module):
             frame.detector_recoil,
             None if frame.line is None else frame.line[0],
         )
-        slots = [frame.pair[i] for i in (1, 2, 4, 5)]
+        slots = [frame.pair[k] for k in _ANGLE_SLOTS]
         scale = tf.gather(self.parton_std, slots)
         if self.regression_name is not None:
             scale = scale * tf.gather(self.residual_std, slots)
         reference = self.phi_reference_index is not None
         c = tf.cast(tf.convert_to_tensor(c_detector, tf.float32), tf.float64)
         factors = []
-        for k, slot in enumerate(slots):
+        for k, slot in zip(_ANGLE_SLOTS, slots, strict=True):
             if self.flow_kinds[slot] != "phi":
                 factors.append(tf.ones_like(c[:, 0]))
                 continue
-            detector_phi = c[:, frame.detector_pair[(1, 2, 4, 5)[k]]]
+            detector_phi = c[:, frame.detector_pair[k]]
             phi = tf.zeros_like(detector_phi) if reference else detector_phi
             factors.append(math.pi * (1.0 - tf.square(phi / math.pi)))
         axis = gradient * tf.stack(factors, axis=-1) * tf.cast(scale, tf.float64)
@@ -947,18 +951,11 @@ class ConditionalINN(tf.Module):
         Returns:
             dict: frame index -> float64 array (...) of the magnitudes.
         """
-        x = np.asarray(x_parton, np.float64)
-        out = {}
-        for i, frame in enumerate(self.frames):
-            if not frame.recoil:
-                continue
-            objects = [(frame.pair[0], frame.pair[2]), (frame.pair[3], frame.pair[5])]
-            kx = ky = 0.0
-            for pt, phi in objects + list(frame.recoil):
-                kx = kx + x[..., pt] * np.cos(x[..., phi])
-                ky = ky + x[..., pt] * np.sin(x[..., phi])
-            out[i] = np.hypot(kx, ky)
-        return out
+        return {
+            i: pair_balance(x_parton, frame.pair, frame.recoil).numpy()
+            for i, frame in enumerate(self.frames)
+            if frame.recoil
+        }
 
     def balance_limits(self, quantile):
         """Per recoil frame, the training sample's ``quantile`` of ``balance``.

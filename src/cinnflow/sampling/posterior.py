@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from cinnflow.config import check_sampling
 from cinnflow.errors import ConfigError
 
 __all__ = ["sample_posterior"]
@@ -82,12 +83,9 @@ def sample_posterior(
     if support_margin is not None and support_margin < 0:
         msg = f"support_margin = {support_margin!r} must be >= 0 or None"
         raise ConfigError(msg)
-    if balance_quantile is not None and support_margin is None:
-        msg = (
-            f"balance_quantile = {balance_quantile!r} needs a support_margin (the "
-            "balance bound is part of the support truncation); got None"
-        )
-        raise ConfigError(msg)
+    check_sampling(
+        {"support_margin": support_margin, "balance_quantile": balance_quantile}
+    )
     if max_redraws < 0:
         msg = f"max_redraws = {max_redraws!r} must be >= 0"
         raise ConfigError(msg)
